@@ -1,0 +1,364 @@
+// Package storage defines what Parley needs from a system of record: the
+// domain types, the Store interface every backend implements, and the
+// sentinel errors backends translate their driver errors into.
+//
+// Backends live in subpackages (storage/embedded, later storage/postgres)
+// and import only this package. The server imports only this package; main
+// picks a backend. Every backend passes storage/storagetest.
+//
+// Message payloads are opaque bytes here: the server encodes them, the
+// store keeps them. Times are stored with at least millisecond precision
+// and returned in UTC.
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Backends wrap them with context
+// (fmt.Errorf("embedded: append message %s: %w", id, err)); callers test
+// with errors.Is.
+var (
+	// ErrNotFound: the named row does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a uniqueness rule was violated (username taken, member
+	// already present).
+	ErrConflict = errors.New("conflict")
+	// ErrUnavailable: the backend cannot be reached or is shutting down;
+	// retrying later may succeed.
+	ErrUnavailable = errors.New("unavailable")
+	// ErrNotMember: the user is not a member of the conversation.
+	ErrNotMember = errors.New("not a member")
+	// ErrGroupFull: adding members would exceed the group's size limit.
+	ErrGroupFull = errors.New("group full")
+	// ErrNotGroup: a group-only operation was tried on a direct
+	// conversation.
+	ErrNotGroup = errors.New("not a group")
+	// ErrRevoked: the device session was revoked (logout, token reuse).
+	ErrRevoked = errors.New("revoked")
+	// ErrTokenReused: a refresh token that was already rotated was
+	// presented again. The store has revoked the device as part of the same
+	// call.
+	ErrTokenReused = errors.New("refresh token reused")
+)
+
+// ConversationKind says how a conversation is shaped.
+type ConversationKind int
+
+const (
+	// KindDirect has exactly two members and is unique per pair.
+	KindDirect ConversationKind = 1
+	// KindGroup has a title, an owner, admins and members.
+	KindGroup ConversationKind = 2
+)
+
+// Role is a member's authority in a conversation.
+type Role int
+
+const (
+	RoleMember Role = 1
+	RoleAdmin  Role = 2
+	RoleOwner  Role = 3
+)
+
+// MessageKind mirrors parley.v1.MessageKind.
+type MessageKind int
+
+const (
+	MessageText   MessageKind = 1
+	MessageImage  MessageKind = 2
+	MessageFile   MessageKind = 3
+	MessageSystem MessageKind = 4
+)
+
+// User is an account.
+type User struct {
+	ID           string
+	Username     string
+	DisplayName  string
+	PasswordHash string // argon2id, PHC string format
+	CreatedAt    time.Time
+}
+
+// Device is one signed-in installation of a user. Tokens, cursors and
+// presence are per device.
+type Device struct {
+	ID        string
+	UserID    string
+	Name      string
+	CreatedAt time.Time
+	// RevokedAt is zero while the session is live.
+	RevokedAt time.Time
+}
+
+// RefreshToken is the stored form of a refresh token: only its hash.
+type RefreshToken struct {
+	// Hash is a SHA-256 of the token; the token itself is never stored.
+	Hash      []byte
+	DeviceID  string
+	ExpiresAt time.Time
+}
+
+// Conversation is a direct chat or a group.
+type Conversation struct {
+	ID      string
+	Kind    ConversationKind
+	Title   string
+	OwnerID string
+	// LastSeq is the seq of the newest message; 0 when there is none.
+	LastSeq   uint64
+	CreatedAt time.Time
+	// LastMessageAt is the time of the newest message (CreatedAt if none).
+	LastMessageAt time.Time
+}
+
+// Member is one user's membership of a conversation.
+type Member struct {
+	ConversationID string
+	UserID         string
+	Role           Role
+	// JoinedSeq is the seq of the message that recorded the join (for a
+	// direct conversation, 1: its members see all of it). History before
+	// it is hidden from this member.
+	JoinedSeq   uint64
+	LastReadSeq uint64
+	JoinedAt    time.Time
+}
+
+// NewMessage is a message to append; the store assigns Seq.
+type NewMessage struct {
+	// ID is globally unique, chosen by the caller.
+	ID             string
+	ConversationID string
+	SenderID       string
+	// SenderDeviceID is empty for system messages written by the server.
+	SenderDeviceID string
+	// ClientMsgID is the sender's idempotency key: unique per
+	// (ConversationID, SenderID). Empty means "not idempotent" (system
+	// messages).
+	ClientMsgID string
+	Kind        MessageKind
+	Body        []byte
+	CreatedAt   time.Time
+}
+
+// Message is a committed message.
+type Message struct {
+	ID             string
+	ConversationID string
+	Seq            uint64
+	SenderID       string
+	SenderDeviceID string
+	ClientMsgID    string
+	Kind           MessageKind
+	// Body is nil once the message is recalled.
+	Body      []byte
+	CreatedAt time.Time
+	// RecalledAt is zero unless the message was recalled.
+	RecalledAt time.Time
+}
+
+// AppendResult is the outcome of one message of an AppendMessages batch.
+type AppendResult struct {
+	// Message is the committed message: the new one, or the original when
+	// Duplicate is true. Zero when Err is set.
+	Message Message
+	// Duplicate is true when (ConversationID, SenderID, ClientMsgID) had
+	// been committed before; nothing new was written.
+	Duplicate bool
+	// Err is ErrNotMember when the sender is not a member of the
+	// conversation (or it does not exist). Other failures fail the whole
+	// batch instead.
+	Err error
+}
+
+// Direction is the way a history page goes from its anchor.
+type Direction int
+
+const (
+	// Before pages seq < anchor (anchor 0 means "from the newest").
+	Before Direction = 1
+	// After pages seq > anchor.
+	After Direction = 2
+)
+
+// HistoryQuery selects a page of one conversation.
+type HistoryQuery struct {
+	ConversationID string
+	Anchor         uint64
+	Direction      Direction
+	// Limit is at least 1; the store returns at most Limit messages.
+	Limit int
+	// MinSeq hides messages with seq < MinSeq (the reader's join point).
+	MinSeq uint64
+}
+
+// Cursor is the highest seq a device acknowledged in a conversation.
+type Cursor struct {
+	DeviceID       string
+	ConversationID string
+	Seq            uint64
+}
+
+// Backlog is a conversation in which a device has unacknowledged messages.
+type Backlog struct {
+	ConversationID string
+	// After is the seq the device already has: max(cursor, joined_seq-1).
+	After uint64
+	// LastSeq is the conversation's newest seq (> After).
+	LastSeq uint64
+}
+
+// ConversationSummary is one row of a user's conversation list.
+type ConversationSummary struct {
+	Conversation Conversation
+	Self         Member
+	// LastMessage is nil when no message is visible to the user.
+	LastMessage *Message
+	// Unread counts visible messages after Self.LastReadSeq not sent by
+	// the user.
+	Unread uint64
+	// PeerID is the other member of a direct conversation.
+	PeerID string
+}
+
+// NewGroup describes a group to create.
+type NewGroup struct {
+	ID        string
+	Title     string
+	OwnerID   string
+	MemberIDs []string // besides the owner
+	CreatedAt time.Time
+	// MaxMembers bounds the member count, owner included.
+	MaxMembers int
+	// Notice is the system message that opens the group's history (seq 1);
+	// its ConversationID is ignored.
+	Notice NewMessage
+}
+
+// Store is Parley's system of record. Implementations are safe for
+// concurrent use. Every method honours ctx cancellation and returns ctx's
+// error when it ends the call.
+type Store interface {
+	UserStore
+	DeviceStore
+	ConversationStore
+	MessageStore
+	CursorStore
+
+	// Epoch identifies this store's history. It is generated when the
+	// store is first created and never changes afterwards, so a client that
+	// sees a different epoch knows the store was reset or replaced.
+	Epoch(ctx context.Context) (string, error)
+
+	// Close releases the store. Calls after Close return ErrUnavailable.
+	Close() error
+}
+
+// UserStore holds accounts.
+type UserStore interface {
+	// CreateUser inserts u. ErrConflict when the username is taken.
+	CreateUser(ctx context.Context, u User) error
+	// GetUser returns a user by id, or ErrNotFound.
+	GetUser(ctx context.Context, id string) (User, error)
+	// GetUserByUsername returns a user by username, or ErrNotFound.
+	GetUserByUsername(ctx context.Context, username string) (User, error)
+	// GetUsers returns the users that exist among ids, in no particular
+	// order; unknown ids are skipped.
+	GetUsers(ctx context.Context, ids []string) ([]User, error)
+}
+
+// DeviceStore holds device sessions and their refresh tokens.
+type DeviceStore interface {
+	// CreateDevice inserts a device together with its first refresh token.
+	CreateDevice(ctx context.Context, d Device, first RefreshToken) error
+	// GetDevice returns a device (revoked or not), or ErrNotFound.
+	GetDevice(ctx context.Context, id string) (Device, error)
+	// RotateRefreshToken atomically spends the token with hash oldHash and
+	// stores next for the same device. Outcomes:
+	//   - ErrNotFound: no such token, or it expired.
+	//   - ErrRevoked: the device was revoked.
+	//   - ErrTokenReused: the token was already spent; the device is revoked
+	//     in the same transaction.
+	//   - nil: the token is spent, next is live; returns the device.
+	// next.DeviceID is ignored (the device of oldHash is used).
+	RotateRefreshToken(ctx context.Context, oldHash []byte, next RefreshToken, now time.Time) (Device, error)
+	// RevokeDevice marks a device revoked (idempotent) and spends its
+	// tokens. ErrNotFound for an unknown device.
+	RevokeDevice(ctx context.Context, id string, now time.Time) error
+	// ListDevices returns a user's live (unrevoked) devices.
+	ListDevices(ctx context.Context, userID string) ([]Device, error)
+}
+
+// ConversationStore holds conversations and memberships. Membership changes
+// append a system message in the same transaction, so they are ordered with
+// the conversation's messages.
+type ConversationStore interface {
+	// GetOrCreateDirect returns the direct conversation of users a and b
+	// (order does not matter), creating it with id when none exists.
+	// created reports which. ErrNotFound when either user does not exist.
+	GetOrCreateDirect(ctx context.Context, id, a, b string, now time.Time) (c Conversation, created bool, err error)
+	// CreateGroup creates a group with its owner (RoleOwner) and members
+	// (RoleMember), all joined at seq 1, which is g.Notice. ErrNotFound when
+	// a member does not exist; ErrGroupFull when there are too many.
+	CreateGroup(ctx context.Context, g NewGroup) (Conversation, Message, error)
+	// GetConversation returns a conversation, or ErrNotFound.
+	GetConversation(ctx context.Context, id string) (Conversation, error)
+	// GetMember returns a membership, or ErrNotMember.
+	GetMember(ctx context.Context, conversationID, userID string) (Member, error)
+	// ListMembers returns a conversation's members ordered by join.
+	ListMembers(ctx context.Context, conversationID string) ([]Member, error)
+	// AddMembers adds users (RoleMember) to a group and appends notice; the
+	// new members join at the notice's seq. ErrNotGroup, ErrNotFound (a
+	// user does not exist), ErrConflict (all of them are members already;
+	// those that are already members are otherwise skipped), ErrGroupFull
+	// (the result would exceed maxMembers).
+	AddMembers(ctx context.Context, conversationID string, userIDs []string, maxMembers int, notice NewMessage) (Message, error)
+	// RemoveMember deletes a membership and appends notice. ErrNotGroup,
+	// ErrNotMember.
+	RemoveMember(ctx context.Context, conversationID, userID string, notice NewMessage) (Message, error)
+	// ListConversations returns a user's conversations, most recent
+	// activity first.
+	ListConversations(ctx context.Context, userID string) ([]ConversationSummary, error)
+	// MarkRead raises the user's LastReadSeq to min(seq, LastSeq); it never
+	// lowers it. Returns the resulting value and whether it changed.
+	// ErrNotMember when the user is not a member.
+	MarkRead(ctx context.Context, conversationID, userID string, seq uint64) (uint64, bool, error)
+}
+
+// MessageStore holds messages.
+type MessageStore interface {
+	// AppendMessages commits a batch in one transaction. Each message gets
+	// the next seq of its conversation, in slice order, with no gaps, even
+	// when several callers (or processes) append concurrently. Results are
+	// in the order of msgs. A message whose (ConversationID, SenderID,
+	// ClientMsgID) was committed before is not written again: its result
+	// carries the original and Duplicate. A duplicate inside one batch
+	// yields the first. The sender's LastReadSeq advances to the seq of
+	// its own message. An error return means nothing was committed.
+	AppendMessages(ctx context.Context, msgs []NewMessage) ([]AppendResult, error)
+	// GetMessage returns one message, or ErrNotFound.
+	GetMessage(ctx context.Context, conversationID string, seq uint64) (Message, error)
+	// RecallMessage erases the body of the message at seq, records when,
+	// and appends notice, all in one transaction. Returns the recalled
+	// message and the committed notice. ErrNotFound when there is no such
+	// message; ErrConflict when it was already recalled or is a system
+	// message.
+	RecallMessage(ctx context.Context, conversationID string, seq uint64, notice NewMessage) (recalled Message, committed Message, err error)
+	// History returns up to q.Limit messages in ascending seq order and
+	// whether more lie beyond the page in q.Direction (never below
+	// q.MinSeq).
+	History(ctx context.Context, q HistoryQuery) ([]Message, bool, error)
+}
+
+// CursorStore holds per-device delivery cursors.
+type CursorStore interface {
+	// SaveCursors raises each cursor to its Seq (never lowers it).
+	SaveCursors(ctx context.Context, cursors []Cursor) error
+	// Backlogs returns, in one query, the conversations of the device's
+	// user in which the device has not acknowledged the newest message,
+	// honouring join points.
+	Backlogs(ctx context.Context, userID, deviceID string) ([]Backlog, error)
+}
