@@ -1,0 +1,237 @@
+package embedded
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+
+	"github.com/parley-im/parley/storage"
+)
+
+const messageColumns = `conversation_id, seq, id, sender_id, sender_device_id, client_msg_id, kind, body, created_at, recalled_at`
+
+// writeStmts are the statements of the write hot path (appends, read
+// marks, cursors), prepared once on the write connection.
+type writeStmts struct {
+	lastSeq    *sql.Stmt
+	isMember   *sql.Stmt
+	findDup    *sql.Stmt
+	insert     *sql.Stmt
+	readUpTo   *sql.Stmt
+	bumpConv   *sql.Stmt
+	saveCursor *sql.Stmt
+}
+
+func (ws *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
+	for _, p := range []struct {
+		dst   **sql.Stmt
+		query string
+	}{
+		{&ws.lastSeq, `SELECT last_seq, last_message_at FROM conversations WHERE id = ?`},
+		{&ws.isMember, `SELECT 1 FROM members WHERE conversation_id = ? AND user_id = ?`},
+		{&ws.findDup, `SELECT ` + messageColumns + ` FROM messages
+			WHERE conversation_id = ? AND sender_id = ? AND client_msg_id = ? AND client_msg_id <> ''`},
+		{&ws.insert, `INSERT INTO messages (` + messageColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)`},
+		{&ws.readUpTo, `UPDATE members SET last_read_seq = ?1
+			WHERE conversation_id = ?2 AND user_id = ?3 AND last_read_seq < ?1`},
+		{&ws.bumpConv, `UPDATE conversations SET last_seq = ?, last_message_at = ? WHERE id = ?`},
+		// A cursor only rises, never past the conversation's last seq, and
+		// only for a known device and conversation (the WHERE also keeps
+		// SQLite from reading ON CONFLICT as a join constraint).
+		{&ws.saveCursor, `INSERT INTO cursors (device_id, conversation_id, seq)
+			SELECT ?1, c.id, MIN(?3, c.last_seq) FROM conversations c
+			WHERE c.id = ?2 AND EXISTS (SELECT 1 FROM devices d WHERE d.id = ?1)
+			ON CONFLICT (device_id, conversation_id) DO UPDATE SET seq = excluded.seq
+			WHERE excluded.seq > cursors.seq`},
+	} {
+		st, err := db.PrepareContext(ctx, p.query)
+		if err != nil {
+			return err
+		}
+		*p.dst = st
+	}
+	return nil
+}
+
+func (ws *writeStmts) close() error {
+	var errs []error
+	for _, st := range []*sql.Stmt{ws.lastSeq, ws.isMember, ws.findDup, ws.insert, ws.readUpTo, ws.bumpConv, ws.saveCursor} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// convState is a conversation's head as a transaction moves it.
+type convState struct {
+	lastSeq uint64
+	lastAt  int64
+	dirty   bool
+}
+
+type memberKey struct {
+	conversationID, userID string
+}
+
+// appender appends messages inside one write transaction. It reads each
+// conversation's head once, assigns seqs in memory (the transaction holds
+// SQLite's write lock, so nobody else can) and writes the heads and the
+// senders' read marks once per transaction in flush.
+type appender struct {
+	ctx                                                  context.Context
+	lastSeq, isMember, findDup, insert, readUpTo, bumpConv *sql.Stmt
+
+	convs   map[string]*convState
+	members map[memberKey]bool
+	// reads is the highest own seq per sender, for flush.
+	reads map[memberKey]uint64
+}
+
+// appender binds the prepared statements to tx. ctx is the calling
+// method's; the appender lives only as long as the call.
+func (s *Store) appender(ctx context.Context, tx *sql.Tx) *appender {
+	return &appender{
+		ctx:      ctx,
+		lastSeq:  tx.StmtContext(ctx, s.ws.lastSeq),
+		isMember: tx.StmtContext(ctx, s.ws.isMember),
+		findDup:  tx.StmtContext(ctx, s.ws.findDup),
+		insert:   tx.StmtContext(ctx, s.ws.insert),
+		readUpTo: tx.StmtContext(ctx, s.ws.readUpTo),
+		bumpConv: tx.StmtContext(ctx, s.ws.bumpConv),
+		convs:    make(map[string]*convState),
+		members:  make(map[memberKey]bool),
+		reads:    make(map[memberKey]uint64),
+	}
+}
+
+// member reports whether userID is a member of conversationID (false when
+// the conversation does not exist).
+func (a *appender) member(conversationID, userID string) (bool, error) {
+	k := memberKey{conversationID, userID}
+	if ok, cached := a.members[k]; cached {
+		return ok, nil
+	}
+	var one int
+	err := a.isMember.QueryRowContext(a.ctx, conversationID, userID).Scan(&one)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		a.members[k] = false
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	a.members[k] = true
+	return true, nil
+}
+
+// duplicate returns the committed message with m's idempotency key, if any.
+func (a *appender) duplicate(m storage.NewMessage) (storage.Message, bool, error) {
+	if m.ClientMsgID == "" {
+		return storage.Message{}, false, nil
+	}
+	msg, err := scanMessage(a.findDup.QueryRowContext(a.ctx, m.ConversationID, m.SenderID, m.ClientMsgID))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return storage.Message{}, false, nil
+	case err != nil:
+		return storage.Message{}, false, err
+	}
+	return msg, true, nil
+}
+
+// conv returns the head of a conversation, reading it on first use. The
+// error wraps sql.ErrNoRows when the conversation does not exist.
+func (a *appender) conv(id string) (*convState, error) {
+	if c, ok := a.convs[id]; ok {
+		return c, nil
+	}
+	var seq, at int64
+	if err := a.lastSeq.QueryRowContext(a.ctx, id).Scan(&seq, &at); err != nil {
+		return nil, err
+	}
+	c := &convState{lastSeq: u64(seq), lastAt: at}
+	a.convs[id] = c
+	return c, nil
+}
+
+// append writes m at its conversation's next seq and returns it as
+// committed. It checks neither membership nor duplicates.
+func (a *appender) append(m storage.NewMessage) (storage.Message, error) {
+	c, err := a.conv(m.ConversationID)
+	if err != nil {
+		return storage.Message{}, err
+	}
+	msg := storage.Message{
+		ID:             m.ID,
+		ConversationID: m.ConversationID,
+		Seq:            c.lastSeq + 1,
+		SenderID:       m.SenderID,
+		SenderDeviceID: m.SenderDeviceID,
+		ClientMsgID:    m.ClientMsgID,
+		Kind:           m.Kind,
+		Body:           body(m.Body),
+		CreatedAt:      stamp(m.CreatedAt),
+	}
+	created := ms(msg.CreatedAt)
+	if _, err := a.insert.ExecContext(a.ctx,
+		msg.ConversationID, i64(msg.Seq), msg.ID, msg.SenderID, msg.SenderDeviceID,
+		msg.ClientMsgID, int64(msg.Kind), msg.Body, created); err != nil {
+		return storage.Message{}, err
+	}
+	c.lastSeq = msg.Seq
+	// last_message_at never goes back, even if a sender's clock does.
+	c.lastAt = max(c.lastAt, created)
+	c.dirty = true
+	k := memberKey{msg.ConversationID, msg.SenderID}
+	a.reads[k] = max(a.reads[k], msg.Seq)
+	return msg, nil
+}
+
+// flush writes the moved conversation heads and raises each sender's
+// last_read_seq to their newest message (a no-op for non-members).
+func (a *appender) flush() error {
+	for id, c := range a.convs {
+		if !c.dirty {
+			continue
+		}
+		if _, err := a.bumpConv.ExecContext(a.ctx, i64(c.lastSeq), c.lastAt, id); err != nil {
+			return err
+		}
+		c.dirty = false
+	}
+	for k, seq := range a.reads {
+		if _, err := a.readUpTo.ExecContext(a.ctx, i64(seq), k.conversationID, k.userID); err != nil {
+			return err
+		}
+	}
+	clear(a.reads)
+	return nil
+}
+
+func scanMessage(sc scanner) (storage.Message, error) {
+	var (
+		m                 storage.Message
+		seq, kind         int64
+		created, recalled int64
+	)
+	if err := sc.Scan(&m.ConversationID, &seq, &m.ID, &m.SenderID, &m.SenderDeviceID,
+		&m.ClientMsgID, &kind, &m.Body, &created, &recalled); err != nil {
+		return storage.Message{}, err
+	}
+	m.Seq = u64(seq)
+	m.Kind = storage.MessageKind(kind)
+	m.Body = body(m.Body)
+	m.CreatedAt = fromMS(created)
+	m.RecalledAt = fromMS(recalled)
+	return m, nil
+}
+
+// body normalises an empty body to nil, so a message reads back the same
+// whichever way it was written.
+func body(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
