@@ -1,0 +1,301 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"buf.build/go/protovalidate"
+	"connectrpc.com/connect/v2"
+	"github.com/google/uuid"
+
+	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
+	"github.com/parley-im/parley/clients/go/gen/parley/v1/parleyv1connect"
+	"github.com/parley-im/parley/server/auth"
+	"github.com/parley-im/parley/server/wire"
+	"github.com/parley-im/parley/storage"
+)
+
+const (
+	defaultHistoryLimit = 50
+	maxHistoryLimit     = 200
+)
+
+// chatService implements parleyv1connect.ChatServiceHandler. The stream
+// and unary paths share one engine, so a browser on Subscribe and a phone
+// on Connect see the same messages in the same order.
+type chatService struct {
+	parleyv1connect.UnimplementedChatServiceHandler
+	s *Server
+}
+
+func (c *chatService) Connect(ctx context.Context, stream parleyv1connect.ChatServiceConnectServerStream) error {
+	frames := make(chan frameOrErr)
+	stop := make(chan struct{})
+	defer close(stop)
+	// The reader blocks in Receive, which only returns once the client
+	// sends or the handler has returned; it is counted in s.sessions so
+	// shutdown waits for it.
+	c.s.sessions.Go(func() {
+		for {
+			req, err := stream.Receive()
+			var fe frameOrErr
+			if err != nil {
+				fe.err = err
+			} else {
+				fe.frame = req.GetFrame()
+				if fe.frame == nil {
+					fe.frame = &parleyv1.ClientFrame{}
+				}
+			}
+			select {
+			case frames <- fe:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	c.s.sessions.Add(1)
+	defer c.s.sessions.Done()
+	return c.s.runSession(ctx, func(f *parleyv1.ServerFrame) error {
+		return stream.Send(&parleyv1.ConnectResponse{Frame: f})
+	}, frames)
+}
+
+func (c *chatService) Subscribe(ctx context.Context, _ *parleyv1.SubscribeRequest, stream parleyv1connect.ChatServiceSubscribeServerStream) error {
+	c.s.sessions.Add(1)
+	defer c.s.sessions.Done()
+	return c.s.runSession(ctx, func(f *parleyv1.ServerFrame) error {
+		return stream.Send(&parleyv1.SubscribeResponse{Frame: f})
+	}, nil)
+}
+
+func (c *chatService) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequest) (*parleyv1.SendMessageResponse, error) {
+	id := mustIdentity(ctx)
+	msg, err := c.s.newMessage(id, req.GetConversationId(), req.GetClientMsgId(), req.GetContent())
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.s.engine.Send(ctx, msg)
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		return nil, toConnect(ctx, c.s.logger, "SendMessage", err)
+	}
+	return &parleyv1.SendMessageResponse{Message: messageProto(res.Message), Duplicate: res.Duplicate}, nil
+}
+
+func (c *chatService) Ack(ctx context.Context, req *parleyv1.AckRequest) (*parleyv1.AckResponse, error) {
+	if err := c.s.ack(ctx, mustIdentity(ctx), req.GetConversationId(), req.GetSeq()); err != nil {
+		return nil, err
+	}
+	return &parleyv1.AckResponse{}, nil
+}
+
+func (c *chatService) MarkRead(ctx context.Context, req *parleyv1.MarkReadRequest) (*parleyv1.MarkReadResponse, error) {
+	last, err := c.s.markRead(ctx, mustIdentity(ctx), req.GetConversationId(), req.GetSeq())
+	if err != nil {
+		return nil, err
+	}
+	return &parleyv1.MarkReadResponse{LastReadSeq: last}, nil
+}
+
+func (c *chatService) SetTyping(ctx context.Context, req *parleyv1.SetTypingRequest) (*parleyv1.SetTypingResponse, error) {
+	if err := c.s.typing(ctx, mustIdentity(ctx), req.GetConversationId(), req.GetTyping()); err != nil {
+		return nil, err
+	}
+	return &parleyv1.SetTypingResponse{}, nil
+}
+
+func (c *chatService) RecallMessage(ctx context.Context, req *parleyv1.RecallMessageRequest) (*parleyv1.RecallMessageResponse, error) {
+	id := mustIdentity(ctx)
+	s := c.s
+	member, err := s.store.GetMember(ctx, req.GetConversationId(), id.UserID)
+	if err != nil {
+		return nil, toConnect(ctx, s.logger, "RecallMessage", err)
+	}
+	target, err := s.store.GetMessage(ctx, req.GetConversationId(), req.GetSeq())
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && target.Seq < member.JoinedSeq) {
+		return nil, errMessageNotFound
+	}
+	if err != nil {
+		return nil, toConnect(ctx, s.logger, "RecallMessage", err)
+	}
+	if target.Kind == storage.MessageSystem {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, "seq: system messages cannot be recalled")
+	}
+	if !target.RecalledAt.IsZero() {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, "seq: message already recalled")
+	}
+	isAdmin := member.Role == storage.RoleAdmin || member.Role == storage.RoleOwner
+	switch {
+	case isAdmin:
+		// Group owners and admins moderate: any message, any time.
+	case target.SenderID != id.UserID:
+		return nil, connect.NewError(connect.CodePermissionDenied, "only the sender or a group admin can recall this message")
+	case s.now().Sub(target.CreatedAt) > s.cfg.RecallWindow:
+		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Sprintf("the recall window of %s has passed", s.cfg.RecallWindow))
+	}
+	notice := s.systemMessage(id, req.GetConversationId(), &parleyv1.SystemEvent{Event: &parleyv1.SystemEvent_MessageRecalled{
+		MessageRecalled: &parleyv1.MessageRecalled{Seq: req.GetSeq(), ActorId: id.UserID},
+	}})
+	committed, err := s.engine.Recall(ctx, req.GetConversationId(), req.GetSeq(), notice)
+	if errors.Is(err, storage.ErrConflict) {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, "seq: message already recalled")
+	}
+	if err != nil {
+		return nil, toConnect(ctx, s.logger, "RecallMessage", err)
+	}
+	return &parleyv1.RecallMessageResponse{Notice: messageProto(committed)}, nil
+}
+
+func (c *chatService) GetHistory(ctx context.Context, req *parleyv1.GetHistoryRequest) (*parleyv1.GetHistoryResponse, error) {
+	id := mustIdentity(ctx)
+	s := c.s
+	member, err := s.store.GetMember(ctx, req.GetConversationId(), id.UserID)
+	if err != nil {
+		return nil, toConnect(ctx, s.logger, "GetHistory", err)
+	}
+	limit := int(req.GetLimit())
+	if limit == 0 {
+		limit = defaultHistoryLimit
+	}
+	limit = min(limit, maxHistoryLimit)
+	dir := storage.Before
+	if req.GetDirection() == parleyv1.HistoryDirection_HISTORY_DIRECTION_AFTER {
+		dir = storage.After
+	}
+	msgs, more, err := s.store.History(ctx, storage.HistoryQuery{
+		ConversationID: req.GetConversationId(),
+		Anchor:         req.GetAnchorSeq(),
+		Direction:      dir,
+		Limit:          limit,
+		MinSeq:         member.JoinedSeq,
+	})
+	if err != nil {
+		return nil, toConnect(ctx, s.logger, "GetHistory", err)
+	}
+	return &parleyv1.GetHistoryResponse{Messages: wire.Messages(msgs), HasMore: more}, nil
+}
+
+// newMessage checks a send's content and builds the message to commit.
+// Membership is checked by the store inside the commit.
+func (s *Server) newMessage(id auth.Identity, conversationID, clientMsgID string, content *parleyv1.Content) (storage.NewMessage, error) {
+	switch content.GetBody().(type) {
+	case *parleyv1.Content_Text:
+	case *parleyv1.Content_Image, *parleyv1.Content_File:
+		return storage.NewMessage{}, errMediaUnsupported
+	default:
+		return storage.NewMessage{}, connect.NewError(connect.CodeInvalidArgument, "content: a body is required")
+	}
+	body, kind, err := wire.EncodeContent(content)
+	if err != nil {
+		return storage.NewMessage{}, connect.NewError(connect.CodeInvalidArgument, "content: cannot be encoded")
+	}
+	return storage.NewMessage{
+		ID:             uuid.Must(uuid.NewV7()).String(),
+		ConversationID: conversationID,
+		SenderID:       id.UserID,
+		SenderDeviceID: id.DeviceID,
+		ClientMsgID:    clientMsgID,
+		Kind:           kind,
+		Body:           body,
+		CreatedAt:      s.now(),
+	}, nil
+}
+
+// systemMessage builds a server-written message recording e.
+func (s *Server) systemMessage(actor auth.Identity, conversationID string, e *parleyv1.SystemEvent) storage.NewMessage {
+	return storage.NewMessage{
+		ID:             uuid.Must(uuid.NewV7()).String(),
+		ConversationID: conversationID,
+		SenderID:       actor.UserID,
+		SenderDeviceID: actor.DeviceID,
+		Kind:           storage.MessageSystem,
+		Body:           wire.EncodeSystem(e),
+		CreatedAt:      s.now(),
+	}
+}
+
+// ack records a device's progress after checking it cannot skip ahead of
+// what exists: a cursor past the last message would hide future ones.
+func (s *Server) ack(ctx context.Context, id auth.Identity, conversationID string, seq uint64) error {
+	if _, err := s.store.GetMember(ctx, conversationID, id.UserID); err != nil {
+		return toConnect(ctx, s.logger, "Ack", err)
+	}
+	conv, err := s.store.GetConversation(ctx, conversationID)
+	if err != nil {
+		return toConnect(ctx, s.logger, "Ack", err)
+	}
+	if seq > conv.LastSeq {
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Sprintf("seq: %d is beyond the conversation's last message (%d)", seq, conv.LastSeq))
+	}
+	s.engine.Ack(id.DeviceID, conversationID, seq)
+	return nil
+}
+
+func (s *Server) markRead(ctx context.Context, id auth.Identity, conversationID string, seq uint64) (uint64, error) {
+	last, err := s.engine.MarkRead(ctx, conversationID, id.UserID, seq)
+	if err != nil {
+		return 0, toConnect(ctx, s.logger, "MarkRead", err)
+	}
+	return last, nil
+}
+
+func (s *Server) typing(ctx context.Context, id auth.Identity, conversationID string, typing bool) error {
+	if _, err := s.store.GetMember(ctx, conversationID, id.UserID); err != nil {
+		return toConnect(ctx, s.logger, "SetTyping", err)
+	}
+	if err := s.engine.Typing(ctx, conversationID, id.UserID, typing); err != nil {
+		return toConnect(ctx, s.logger, "SetTyping", err)
+	}
+	return nil
+}
+
+// directPeers lists the users who share a direct conversation with userID:
+// the ones who see each other's presence.
+func (s *Server) directPeers(ctx context.Context, userID string) []string {
+	convs, err := s.store.ListConversations(ctx, userID)
+	if err != nil {
+		s.logger.Warn("list peers for presence", "user_id", userID, "err", err)
+		return []string{}
+	}
+	peers := []string{}
+	for _, c := range convs {
+		if c.PeerID != "" {
+			peers = append(peers, c.PeerID)
+		}
+	}
+	return peers
+}
+
+func (s *Server) notifyPeers(peers []string, f *parleyv1.ServerFrame) {
+	for _, p := range peers {
+		s.hub.DeliverToUser(p, "", f)
+	}
+}
+
+// mustIdentity returns the caller; the auth interceptor guarantees one on
+// every procedure served here.
+func mustIdentity(ctx context.Context) auth.Identity {
+	id, _ := auth.IdentityFrom(ctx)
+	return id
+}
+
+func messageProto(m storage.Message) *parleyv1.Message { return wire.Message(m) }
+
+// invalidArgument turns a protovalidate failure into InvalidArgument naming
+// the field.
+func invalidArgument(err error) error {
+	var ve *protovalidate.ValidationError
+	if errors.As(err, &ve) && len(ve.Violations) > 0 {
+		v := ve.Violations[0]
+		path := protovalidate.FieldPathString(v.Proto.GetField())
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Sprintf("%s: %s", path, v.Proto.GetMessage()))
+	}
+	return connect.NewError(connect.CodeInvalidArgument, "invalid frame")
+}

@@ -1,0 +1,142 @@
+// Command parleyd is the Parley server. With no configuration it runs the
+// embedded single-node setup: SQLite under ./data, listening on
+// 127.0.0.1:8080 for Connect, gRPC and gRPC-Web (HTTP/1.1 and h2c).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	healthv1 "github.com/parley-im/parley/clients/go/gen/grpc/health/v1"
+	"github.com/parley-im/parley/server"
+	"github.com/parley-im/parley/server/auth"
+	"github.com/parley-im/parley/server/config"
+	"github.com/parley-im/parley/server/engine"
+	"github.com/parley-im/parley/server/health"
+	"github.com/parley-im/parley/server/hub"
+	"github.com/parley-im/parley/storage/embedded"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "parleyd:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// run starts the server and blocks until ctx ends, then shuts down
+// gracefully: health turns NOT_SERVING, streams are told to reconnect,
+// in-flight calls finish, acks are flushed, the store is closed.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := config.Load(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(stderr, cfg.LogLevel)
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	store, err := embedded.Open(ctx, embedded.Config{Path: filepath.Join(cfg.DataDir, "parley.db")})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	h := hub.New(cfg.Hub)
+	eng := engine.New(cfg.Engine, store, h, logger)
+	eng.Start()
+	defer eng.Close(context.Background())
+
+	authSvc, err := auth.New(cfg.Auth, cfg.DataDir, store, logger, time.Now)
+	if err != nil {
+		return err
+	}
+	checker := health.NewChecker()
+	srv, err := server.New(cfg.Chat, server.Deps{
+		Store:        store,
+		Engine:       eng,
+		Hub:          h,
+		Auth:         authSvc,
+		Authenticate: authSvc.Verifier().Interceptor(),
+		Health:       checker,
+		Logger:       logger,
+	})
+	if err != nil {
+		return err
+	}
+	// A revoked session (logout, refresh-token reuse) loses its live
+	// stream at once, not just its next call.
+	authSvc.SetOnRevoke(func(deviceID string) { h.CloseDeviceAnyUser(deviceID, hub.ErrRevoked) })
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	httpSrv := &http.Server{
+		Handler:           srv.Handler(),
+		Protocols:         protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpSrv.Serve(ln) }()
+
+	checker.SetServing("", healthv1.HealthCheckResponse_SERVING)
+	addr := ln.Addr().String()
+	logger.Info("parleyd ready", "listen", addr, "data_dir", cfg.DataDir)
+	fmt.Fprintf(stdout, "parleyd is serving on http://%s (Connect, gRPC, gRPC-Web; data in %s)\n", addr, cfg.DataDir)
+	fmt.Fprintf(stdout, "  try: go run ./clients/go/cmd/parley -server http://%s register alice\n", addr)
+	fmt.Fprintf(stdout, "       grpcurl -plaintext %s list\n", addr)
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	}
+
+	logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	checker.Shutdown()
+	if err := srv.CloseStreams(shutdownCtx); err != nil {
+		logger.Warn("streams did not close in time", "err", err)
+	}
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
+		logger.Warn("http shutdown", "err", err)
+		httpSrv.Close()
+	}
+	checker.Close()
+	if err := eng.Close(shutdownCtx); err != nil {
+		logger.Warn("engine shutdown", "err", err)
+	}
+	if err := store.Close(); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level)) // validated by config
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}

@@ -1,0 +1,231 @@
+// Package config is parleyd's one typed configuration: defaults, then a
+// YAML file, then PARLEY_* environment variables, then flags. It is made of
+// each package's own Config, and only main imports it.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/parley-im/parley/server"
+	"github.com/parley-im/parley/server/auth"
+	"github.com/parley-im/parley/server/engine"
+	"github.com/parley-im/parley/server/hub"
+)
+
+// EnvPrefix starts every environment variable parleyd reads.
+const EnvPrefix = "PARLEY_"
+
+// Config is parleyd's configuration. The zero value is not usable; start
+// from Default.
+type Config struct {
+	// Listen is the address serving the API (HTTP/1.1 and h2c on one
+	// port). Cleartext HTTP/2 belongs on loopback; put TLS in front
+	// elsewhere.
+	Listen string `yaml:"listen" env:"LISTEN"`
+	// DataDir holds the embedded store and the token signing key.
+	DataDir string `yaml:"data_dir" env:"DATA_DIR"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level" env:"LOG_LEVEL"`
+	// ShutdownTimeout bounds a graceful shutdown.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"SHUTDOWN_TIMEOUT"`
+	// Chat holds the messaging rules.
+	Chat server.Config `yaml:"chat" env:"CHAT_"`
+	// Engine tunes batching, acks and catch-up.
+	Engine engine.Config `yaml:"engine" env:"ENGINE_"`
+	// Hub sizes per-connection buffers.
+	Hub hub.Config `yaml:"hub" env:"HUB_"`
+	// Auth configures accounts and tokens.
+	Auth auth.Config `yaml:"auth" env:"AUTH_"`
+}
+
+// Default is the embedded single-node setup: 127.0.0.1:8080, ./data.
+func Default() Config {
+	return Config{
+		Listen:          "127.0.0.1:8080",
+		DataDir:         "data",
+		LogLevel:        "info",
+		ShutdownTimeout: 15 * time.Second,
+		Chat:            server.DefaultConfig(),
+		Engine:          engine.DefaultConfig(),
+		Hub:             hub.DefaultConfig(),
+		Auth:            auth.DefaultConfig(),
+	}
+}
+
+// Validate reports every invalid setting.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("listen must not be empty"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir must not be empty"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	if err := c.Chat.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("chat: %w", err))
+	}
+	if c.Engine.BatchSize < 1 || c.Engine.CatchupLimit < 1 || c.Engine.AckFlushInterval <= 0 {
+		errs = append(errs, errors.New("engine: batch_size and catchup_limit must be at least 1, ack_flush_interval positive"))
+	}
+	if c.Hub.QueueLen < 1 || c.Hub.MaxPending < 1 {
+		errs = append(errs, errors.New("hub: queue_len and max_pending must be at least 1"))
+	}
+	if err := c.Auth.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("auth: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Load builds the configuration from args (without the program name) and
+// the environment, read through getenv. Flag -config (or PARLEY_CONFIG)
+// names a YAML file. Precedence: defaults < file < environment < flags.
+// Usage and errors are written to out.
+func Load(args []string, getenv func(string) string, out io.Writer) (Config, error) {
+	cfg := Default()
+	path := getenv(EnvPrefix + "CONFIG")
+	if p, ok := scanConfigFlag(args); ok {
+		path = p
+	}
+	if path != "" {
+		if err := readFile(path, &cfg); err != nil {
+			return Config{}, err
+		}
+	}
+	if err := applyEnv(reflect.ValueOf(&cfg).Elem(), EnvPrefix, getenv); err != nil {
+		return Config{}, err
+	}
+	fs := flag.NewFlagSet("parleyd", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.String("config", path, "YAML config `file` (env PARLEY_CONFIG)")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "listen `address` (env PARLEY_LISTEN)")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "data `directory` (env PARLEY_DATA_DIR)")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (env PARLEY_LOG_LEVEL)")
+	fs.DurationVar(&cfg.Chat.RecallWindow, "recall-window", cfg.Chat.RecallWindow, "how long senders may recall a message")
+	fs.IntVar(&cfg.Chat.MaxGroupSize, "max-group-size", cfg.Chat.MaxGroupSize, "most members of a group")
+	fs.DurationVar(&cfg.Chat.HeartbeatInterval, "heartbeat-interval", cfg.Chat.HeartbeatInterval, "client ping interval")
+	fs.DurationVar(&cfg.Chat.HeartbeatTimeout, "heartbeat-timeout", cfg.Chat.HeartbeatTimeout, "close streams silent this long")
+	fs.IntVar(&cfg.Hub.QueueLen, "outbound-queue", cfg.Hub.QueueLen, "frames queued per connection before it is dropped as slow")
+	fs.IntVar(&cfg.Engine.BatchSize, "batch-size", cfg.Engine.BatchSize, "most messages per commit")
+	fs.IntVar(&cfg.Engine.CatchupLimit, "catchup-limit", cfg.Engine.CatchupLimit, "most messages per conversation sent on reconnect before a gap")
+	fs.DurationVar(&cfg.Auth.AccessTTL, "access-ttl", cfg.Auth.AccessTTL, "access token lifetime")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return cfg, nil
+}
+
+func scanConfigFlag(args []string) (string, bool) {
+	for i, a := range args {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "config" {
+			continue
+		}
+		if hasValue {
+			return value, true
+		}
+		if i+1 < len(args) {
+			return args[i+1], true
+		}
+	}
+	return "", false
+}
+
+func readFile(path string, cfg *Config) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config: %s: %w", path, err)
+	}
+	return nil
+}
+
+// applyEnv sets every field whose env tag (after prefix) is set in the
+// environment. Struct fields' tags extend the prefix.
+func applyEnv(v reflect.Value, prefix string, getenv func(string) string) error {
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("env")
+		if tag == "" {
+			continue
+		}
+		fv := v.Field(i)
+		if fv.Kind() == reflect.Struct {
+			if err := applyEnv(fv, prefix+tag, getenv); err != nil {
+				return err
+			}
+			continue
+		}
+		name := prefix + tag
+		raw := getenv(name)
+		if raw == "" {
+			continue
+		}
+		if err := setValue(fv, raw); err != nil {
+			return fmt.Errorf("config: %s=%q: %w", name, raw, err)
+		}
+	}
+	return nil
+}
+
+func setValue(v reflect.Value, raw string) error {
+	if v.Type() == reflect.TypeFor[time.Duration]() {
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(d))
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(raw)
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			return err
+		}
+		v.SetInt(n)
+	case reflect.Uint, reflect.Uint64, reflect.Uint32, reflect.Uint16, reflect.Uint8:
+		n, err := strconv.ParseUint(raw, 10, v.Type().Bits())
+		if err != nil {
+			return err
+		}
+		v.SetUint(n)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return err
+		}
+		v.SetBool(b)
+	default:
+		return fmt.Errorf("unsupported type %s", v.Type())
+	}
+	return nil
+}

@@ -1,0 +1,139 @@
+package engine
+
+import (
+	"context"
+	"sync"
+
+	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
+	"github.com/parley-im/parley/server/wire"
+	"github.com/parley-im/parley/storage"
+)
+
+// fanoutItem is what one commit hands to the fan-out goroutine.
+type fanoutItem struct {
+	// messages are committed messages, in seq order per conversation.
+	messages []storage.Message
+	// invalidate names a conversation whose membership changed; its cached
+	// member list is dropped before these messages go out.
+	invalidate string
+	// extra are users who get the messages besides the current members
+	// (a removed member learns of the removal).
+	extra []string
+	// frames are delivered as they are to extra (no member lookup).
+	frames []*parleyv1.ServerFrame
+}
+
+// fanoutLoop delivers committed messages to every connected device of
+// every member, in commit order. It never blocks on a device: the hub
+// disconnects devices that cannot keep up.
+func (e *Engine) fanoutLoop(ctx context.Context) {
+	for item := range e.fanout {
+		if item.invalidate != "" {
+			e.members.invalidate(item.invalidate)
+		}
+		for _, m := range item.messages {
+			e.deliverMessage(ctx, m, item.extra)
+		}
+		for _, f := range item.frames {
+			for _, u := range item.extra {
+				e.hub.DeliverToUser(u, "", f)
+			}
+		}
+	}
+}
+
+func (e *Engine) deliverMessage(ctx context.Context, m storage.Message, extra []string) {
+	members, err := e.members.get(ctx, e.store, m.ConversationID)
+	if err != nil {
+		// The message is committed; devices that miss it now get it from
+		// their cursor on the next catch-up.
+		e.logger.Warn("fan-out: load members", "conversation_id", m.ConversationID, "err", err)
+		return
+	}
+	frame := wire.MessageFrame(wire.Message(m))
+	for _, mem := range members {
+		// A member who joined after this message (the cache may already
+		// hold the new membership) must not see it.
+		if mem.JoinedSeq > m.Seq {
+			continue
+		}
+		e.hub.DeliverToUser(mem.UserID, "", frame)
+	}
+	for _, u := range extra {
+		e.hub.DeliverToUser(u, "", frame)
+	}
+}
+
+// broadcast hands a frame to the connected devices of every member of a
+// conversation, except exceptUser when set.
+func (e *Engine) broadcast(ctx context.Context, conversationID, exceptUser string, f *parleyv1.ServerFrame) error {
+	members, err := e.members.get(ctx, e.store, conversationID)
+	if err != nil {
+		return err
+	}
+	for _, mem := range members {
+		if mem.UserID == exceptUser {
+			continue
+		}
+		e.hub.DeliverToUser(mem.UserID, "", f)
+	}
+	return nil
+}
+
+// memberCache holds member lists of recently active conversations.
+// Membership changes invalidate an entry (they all pass through the
+// committer); entries are otherwise kept until the cache is full, when an
+// arbitrary half is dropped.
+type memberCache struct {
+	max     int
+	mu      sync.RWMutex
+	entries map[string][]storage.Member
+	// gen counts invalidations; a load that raced one is not cached, so a
+	// stale list cannot outlive the change that made it stale.
+	gen uint64
+}
+
+func newMemberCache(max int) *memberCache {
+	if max < 1 {
+		max = 1
+	}
+	return &memberCache{max: max, entries: make(map[string][]storage.Member)}
+}
+
+func (c *memberCache) get(ctx context.Context, store Store, conversationID string) ([]storage.Member, error) {
+	c.mu.RLock()
+	ms, ok := c.entries[conversationID]
+	gen := c.gen
+	c.mu.RUnlock()
+	if ok {
+		return ms, nil
+	}
+	ms, err := store.ListMembers(ctx, conversationID)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return ms, nil
+	}
+	if len(c.entries) >= c.max {
+		n := 0
+		for k := range c.entries {
+			delete(c.entries, k)
+			n++
+			if n >= c.max/2+1 {
+				break
+			}
+		}
+	}
+	c.entries[conversationID] = ms
+	return ms, nil
+}
+
+func (c *memberCache) invalidate(conversationID string) {
+	c.mu.Lock()
+	delete(c.entries, conversationID)
+	c.gen++
+	c.mu.Unlock()
+}

@@ -1,0 +1,222 @@
+// Package server is Parley's Connect server: the ChatService and
+// ConversationService handlers, the device sessions behind the streams, and
+// the assembly of every service (auth, health, reflection) on one
+// http.Handler that speaks Connect, gRPC and gRPC-Web.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"buf.build/go/protovalidate"
+	"connectrpc.com/connect/v2"
+	"connectrpc.com/connect/v2/connecthttp"
+	"connectrpc.com/grpcreflect/v2"
+	"connectrpc.com/validate"
+
+	"github.com/parley-im/parley/clients/go/gen/grpc/health/v1/healthv1connect"
+	"github.com/parley-im/parley/clients/go/gen/parley/v1/parleyv1connect"
+	"github.com/parley-im/parley/server/engine"
+	"github.com/parley-im/parley/server/hub"
+	"github.com/parley-im/parley/storage"
+)
+
+// Config holds the messaging rules.
+type Config struct {
+	// RecallWindow is how long a sender may recall their own message.
+	// Group owners and admins may recall any message at any time.
+	RecallWindow time.Duration `yaml:"recall_window" env:"RECALL_WINDOW"`
+	// MaxGroupSize bounds a group's members, owner included.
+	MaxGroupSize int `yaml:"max_group_size" env:"MAX_GROUP_SIZE"`
+	// HeartbeatInterval is how often clients should ping (and how often
+	// Subscribe streams get a keep-alive).
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval" env:"HEARTBEAT_INTERVAL"`
+	// HeartbeatTimeout closes a Connect stream silent for this long.
+	HeartbeatTimeout time.Duration `yaml:"heartbeat_timeout" env:"HEARTBEAT_TIMEOUT"`
+	// MaxInflightSends bounds the sends of one stream awaiting commit;
+	// beyond it the server stops reading that stream until commits return.
+	MaxInflightSends int `yaml:"max_inflight_sends" env:"MAX_INFLIGHT_SENDS"`
+}
+
+// DefaultConfig returns the defaults: 2-minute recall window, groups of up
+// to 1,000, 30 s heartbeats with a 90 s timeout.
+func DefaultConfig() Config {
+	return Config{
+		RecallWindow:      2 * time.Minute,
+		MaxGroupSize:      1000,
+		HeartbeatInterval: 30 * time.Second,
+		HeartbeatTimeout:  90 * time.Second,
+		MaxInflightSends:  256,
+	}
+}
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	switch {
+	case c.RecallWindow < 0:
+		return errors.New("recall_window must not be negative")
+	case c.MaxGroupSize < 2:
+		return errors.New("max_group_size must be at least 2")
+	case c.HeartbeatInterval <= 0:
+		return errors.New("heartbeat_interval must be positive")
+	case c.HeartbeatTimeout <= c.HeartbeatInterval:
+		return errors.New("heartbeat_timeout must exceed heartbeat_interval")
+	case c.MaxInflightSends < 1:
+		return errors.New("max_inflight_sends must be at least 1")
+	}
+	return nil
+}
+
+// Store is what the handlers read directly; writes that take a seq go
+// through the engine.
+type Store interface {
+	Epoch(ctx context.Context) (string, error)
+	GetUser(ctx context.Context, id string) (storage.User, error)
+	GetUserByUsername(ctx context.Context, username string) (storage.User, error)
+	GetUsers(ctx context.Context, ids []string) ([]storage.User, error)
+	GetOrCreateDirect(ctx context.Context, id, a, b string, now time.Time) (storage.Conversation, bool, error)
+	GetConversation(ctx context.Context, id string) (storage.Conversation, error)
+	GetMember(ctx context.Context, conversationID, userID string) (storage.Member, error)
+	ListMembers(ctx context.Context, conversationID string) ([]storage.Member, error)
+	ListConversations(ctx context.Context, userID string) ([]storage.ConversationSummary, error)
+	GetMessage(ctx context.Context, conversationID string, seq uint64) (storage.Message, error)
+	History(ctx context.Context, q storage.HistoryQuery) ([]storage.Message, bool, error)
+}
+
+// Deps are the parts main builds and hands over.
+type Deps struct {
+	Store  Store
+	Engine *engine.Engine
+	Hub    *hub.Hub
+	// Auth is the AuthService implementation.
+	Auth parleyv1connect.AuthServiceHandler
+	// Authenticate is the interceptor that checks access tokens and puts
+	// the caller's identity in the context.
+	Authenticate connect.ServerInterceptor
+	// Health answers grpc.health.v1.
+	Health healthv1connect.HealthHandler
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server serves every Parley service. Create it with New; it is safe for
+// concurrent use.
+type Server struct {
+	cfg       Config
+	store     Store
+	engine    *engine.Engine
+	hub       *hub.Hub
+	logger    *slog.Logger
+	now       func() time.Time
+	validator protovalidate.Validator
+	handler   http.Handler
+
+	// sessions counts the goroutines of live streams, including readers
+	// blocked on the network that end only when their handler returns.
+	sessions     sync.WaitGroup
+	shuttingDown atomic.Bool
+}
+
+// New assembles the server. It does not listen: serve Handler() with an
+// http.Server.
+func New(cfg Config, d Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("server: config: %w", err)
+	}
+	v, err := protovalidate.New()
+	if err != nil {
+		return nil, fmt.Errorf("server: validator: %w", err)
+	}
+	s := &Server{
+		cfg:       cfg,
+		store:     d.Store,
+		engine:    d.Engine,
+		hub:       d.Hub,
+		logger:    d.Logger,
+		now:       d.Now,
+		validator: v,
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	cs := connect.NewServer(
+		recoverInterceptor(d.Logger),
+		d.Authenticate,
+		// Stream frames are validated one by one in the session, so a bad
+		// frame is answered with an Error frame instead of ending the
+		// stream.
+		skipProcedures(validate.NewServerInterceptor(validate.WithValidator(v)), parleyv1connect.ChatServiceConnectProcedure),
+	)
+	parleyv1connect.RegisterAuthServiceHandler(cs, d.Auth)
+	parleyv1connect.RegisterConversationServiceHandler(cs, &conversationService{s: s})
+	parleyv1connect.RegisterChatServiceHandler(cs, &chatService{s: s})
+	healthv1connect.RegisterHealthHandler(cs, d.Health)
+	grpcreflect.Register(cs)
+	mux := http.NewServeMux()
+	connecthttp.Mount(mux, cs)
+	s.handler = mux
+	return s, nil
+}
+
+// Handler is the http.Handler serving every procedure. Serve it over
+// HTTP/2 (h2c on loopback, TLS elsewhere) and HTTP/1.1.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// CloseStreams tells every connected device to reconnect elsewhere and
+// waits (up to ctx) until their sessions have ended and flushed their
+// acks. Call it before shutting the http.Server down, which otherwise
+// waits for the streams forever. A second call is a no-op.
+func (s *Server) CloseStreams(ctx context.Context) error {
+	s.shuttingDown.Store(true)
+	s.hub.CloseAll(hub.ErrShutdown)
+	done := make(chan struct{})
+	go func() {
+		s.sessions.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// recoverInterceptor turns a handler panic into an Internal error instead
+// of a dead process, and logs it.
+func recoverInterceptor(logger *slog.Logger) connect.ServerInterceptor {
+	return func(next connect.ServerFunc) connect.ServerFunc {
+		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					logger.ErrorContext(ctx, "handler panicked", "procedure", spec.Procedure, "err", fmt.Sprint(r))
+					err = connect.NewError(connect.CodeInternal, "internal error")
+				}
+			}()
+			return next(ctx, spec, stream)
+		}
+	}
+}
+
+// skipProcedures applies in to every procedure except the named ones.
+func skipProcedures(in connect.ServerInterceptor, procedures ...string) connect.ServerInterceptor {
+	return func(next connect.ServerFunc) connect.ServerFunc {
+		wrapped := in(next)
+		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
+			for _, p := range procedures {
+				if strings.EqualFold(spec.Procedure, p) {
+					return next(ctx, spec, stream)
+				}
+			}
+			return wrapped(ctx, spec, stream)
+		}
+	}
+}

@@ -1,0 +1,305 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect/v2"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
+	"github.com/parley-im/parley/server/auth"
+	"github.com/parley-im/parley/server/engine"
+	"github.com/parley-im/parley/server/hub"
+)
+
+// errClientGone ends a session whose client closed its side of the stream.
+var errClientGone = errors.New("client closed the stream")
+
+// session is one device stream. The handler goroutine runs the session
+// loop (reading client frames); a writer goroutine is the only one that
+// sends on the stream; a catch-up goroutine streams the backlog; a
+// send-ack goroutine waits for commits in submission order. All of them
+// end when the hub connection closes, and the handler waits for them.
+type session struct {
+	s    *Server
+	id   auth.Identity
+	conn *hub.Conn
+	send func(*parleyv1.ServerFrame) error
+
+	// inflight carries submitted sends, in order, to the send-ack
+	// goroutine; its capacity bounds the sends awaiting commit.
+	inflight chan pendingSend
+	peers    []string
+}
+
+type pendingSend struct {
+	clientMsgID string
+	wait        func() (engine.SendResult, error)
+}
+
+// runSession serves a device stream until the client leaves, the
+// connection is closed by the hub (slow consumer, replaced, revoked,
+// shutdown) or the heartbeat times out. frames delivers decoded client
+// frames (nil for Subscribe, which has none).
+func (s *Server) runSession(ctx context.Context, send func(*parleyv1.ServerFrame) error, frames <-chan frameOrErr) error {
+	id, ok := auth.IdentityFrom(ctx)
+	if !ok {
+		return connect.NewError(connect.CodeUnauthenticated, "missing access token")
+	}
+	if s.shuttingDown.Load() {
+		return connect.NewError(connect.CodeUnavailable, "server shutting down, reconnect elsewhere")
+	}
+	epoch, err := s.store.Epoch(ctx)
+	if err != nil {
+		return toConnect(ctx, s.logger, "session", err)
+	}
+	// Welcome goes out before the writer starts, so it is always first.
+	welcome := &parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_Welcome{Welcome: &parleyv1.Welcome{
+		UserId:            id.UserID,
+		DeviceId:          id.DeviceID,
+		Epoch:             epoch,
+		HeartbeatInterval: durationpb.New(s.cfg.HeartbeatInterval),
+		HeartbeatTimeout:  durationpb.New(s.cfg.HeartbeatTimeout),
+		ServerTime:        timestamppb.New(s.now()),
+	}}}
+	if err := send(welcome); err != nil {
+		return err
+	}
+
+	conn, first := s.hub.Register(id.UserID, id.DeviceID)
+	ss := &session{s: s, id: id, conn: conn, send: send, inflight: make(chan pendingSend, s.cfg.MaxInflightSends)}
+	var wg sync.WaitGroup
+	wg.Go(ss.writeLoop)
+	wg.Go(func() { ss.catchUp(ctx, first) })
+	wg.Go(ss.ackLoop)
+
+	reason := ss.readLoop(ctx, frames)
+	conn.Close(reason)
+	close(ss.inflight)
+	wg.Wait()
+	ss.finish(ctx)
+
+	switch {
+	case errors.Is(reason, errClientGone):
+		return nil
+	case errors.Is(reason, hub.ErrSlowConsumer):
+		return connect.NewError(connect.CodeResourceExhausted, "slow consumer: resync from your cursors")
+	case errors.Is(reason, hub.ErrReplaced):
+		return connect.NewError(connect.CodeAborted, "replaced by a newer stream of this device")
+	case errors.Is(reason, hub.ErrShutdown):
+		return connect.NewError(connect.CodeUnavailable, "server shutting down, reconnect")
+	case errors.Is(reason, hub.ErrRevoked):
+		return connect.NewError(connect.CodeUnauthenticated, "session revoked")
+	case errors.Is(reason, hub.ErrHeartbeatTimeout):
+		return connect.NewError(connect.CodeDeadlineExceeded, "heartbeat timeout")
+	case errors.Is(reason, context.Canceled), errors.Is(reason, context.DeadlineExceeded):
+		return reason
+	default:
+		return toConnect(ctx, s.logger, "session", reason)
+	}
+}
+
+// readLoop handles client frames until the session should end, and
+// returns why.
+func (ss *session) readLoop(ctx context.Context, frames <-chan frameOrErr) error {
+	var timeout <-chan time.Time
+	var timer *time.Timer
+	if frames != nil {
+		timer = time.NewTimer(ss.s.cfg.HeartbeatTimeout)
+		defer timer.Stop()
+		timeout = timer.C
+	} else {
+		// Subscribe has no client frames; keep-alives stop idle proxies
+		// from cutting the stream.
+		t := time.NewTicker(ss.s.cfg.HeartbeatInterval)
+		defer t.Stop()
+		return ss.keepAlive(ctx, t.C)
+	}
+	for {
+		select {
+		case <-ss.conn.Done():
+			return ss.conn.Err()
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timeout:
+			return hub.ErrHeartbeatTimeout
+		case f, ok := <-frames:
+			if !ok {
+				return errClientGone
+			}
+			if f.err != nil {
+				if errors.Is(f.err, io.EOF) {
+					return errClientGone
+				}
+				return f.err
+			}
+			timer.Reset(ss.s.cfg.HeartbeatTimeout)
+			if err := ss.handleFrame(ctx, f.frame); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (ss *session) keepAlive(ctx context.Context, tick <-chan time.Time) error {
+	for {
+		select {
+		case <-ss.conn.Done():
+			return ss.conn.Err()
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick:
+			ss.conn.Deliver(&parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_Pong{Pong: &parleyv1.Pong{}}})
+		}
+	}
+}
+
+// writeLoop is the only sender on the stream. When the connection closes
+// for a reason the client should act on, it says so with a Resync frame.
+func (ss *session) writeLoop() {
+	ctx := context.Background()
+	for {
+		f, ok := ss.conn.Next(ctx)
+		if !ok {
+			break
+		}
+		if err := ss.send(f); err != nil {
+			ss.conn.Close(err)
+			return
+		}
+	}
+	reason := ss.conn.Err()
+	for _, r := range []error{hub.ErrSlowConsumer, hub.ErrReplaced, hub.ErrShutdown, hub.ErrHeartbeatTimeout} {
+		if errors.Is(reason, r) {
+			_ = ss.send(&parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_Resync{Resync: &parleyv1.Resync{Reason: r.Error()}}})
+			return
+		}
+	}
+}
+
+// catchUp streams the backlog, then announces presence.
+func (ss *session) catchUp(ctx context.Context, firstOfUser bool) {
+	if err := ss.s.engine.CatchUp(ctx, ss.conn); err != nil {
+		ss.conn.Close(err)
+		return
+	}
+	ss.peers = ss.s.directPeers(ctx, ss.id.UserID)
+	for _, p := range ss.peers {
+		if ss.s.hub.Online(p) {
+			ss.conn.Deliver(presenceFrame(p, true, time.Time{}))
+		}
+	}
+	if firstOfUser {
+		ss.s.notifyPeers(ss.peers, presenceFrame(ss.id.UserID, true, time.Time{}))
+	}
+}
+
+// ackLoop answers submitted sends in submission order once each commit
+// returns.
+func (ss *session) ackLoop() {
+	for p := range ss.inflight {
+		res, err := p.wait()
+		var f *parleyv1.ServerFrame
+		if err != nil {
+			f = errorFrame(p.clientMsgID, toConnect(context.Background(), ss.s.logger, "send", err))
+		} else if res.Err != nil {
+			f = errorFrame(p.clientMsgID, toConnect(context.Background(), ss.s.logger, "send", res.Err))
+		} else {
+			f = &parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_SendAck{SendAck: &parleyv1.SendAck{
+				ClientMsgId: p.clientMsgID,
+				Message:     messageProto(res.Message),
+				Duplicate:   res.Duplicate,
+			}}}
+		}
+		ss.conn.Deliver(f)
+	}
+}
+
+// finish runs after every session goroutine ended: it unregisters the
+// device, writes its acks, and announces it offline when it was the
+// user's last device.
+func (ss *session) finish(ctx context.Context) {
+	// The stream's context may be gone; the cleanup must still happen.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	last := ss.s.hub.Unregister(ss.conn)
+	if err := ss.s.engine.FlushAcks(ctx, ss.id.DeviceID); err != nil {
+		ss.s.logger.Warn("flush acks on disconnect", "user_id", ss.id.UserID, "err", err)
+	}
+	if last && ss.peers != nil {
+		ss.s.notifyPeers(ss.peers, presenceFrame(ss.id.UserID, false, ss.s.now()))
+	}
+}
+
+// handleFrame acts on one client frame. Rejections of a frame are answered
+// with an Error frame; only failures of the stream itself end it.
+func (ss *session) handleFrame(ctx context.Context, f *parleyv1.ClientFrame) error {
+	if err := ss.s.validator.Validate(f); err != nil {
+		ss.conn.Deliver(errorFrame(f.GetSend().GetClientMsgId(), invalidArgument(err)))
+		return nil
+	}
+	switch k := f.GetKind().(type) {
+	case *parleyv1.ClientFrame_Send:
+		msg, err := ss.s.newMessage(ss.id, k.Send.GetConversationId(), k.Send.GetClientMsgId(), k.Send.GetContent())
+		if err != nil {
+			ss.conn.Deliver(errorFrame(k.Send.GetClientMsgId(), err))
+			return nil
+		}
+		wait, err := ss.s.engine.Submit(ctx, msg)
+		if err != nil {
+			return err
+		}
+		select {
+		case ss.inflight <- pendingSend{clientMsgID: msg.ClientMsgID, wait: wait}:
+		case <-ss.conn.Done():
+			return ss.conn.Err()
+		}
+	case *parleyv1.ClientFrame_Ack:
+		if err := ss.s.ack(ctx, ss.id, k.Ack.GetConversationId(), k.Ack.GetSeq()); err != nil {
+			ss.conn.Deliver(errorFrame("", err))
+		}
+	case *parleyv1.ClientFrame_Read:
+		if _, err := ss.s.markRead(ctx, ss.id, k.Read.GetConversationId(), k.Read.GetSeq()); err != nil {
+			ss.conn.Deliver(errorFrame("", err))
+		}
+	case *parleyv1.ClientFrame_Typing:
+		if err := ss.s.typing(ctx, ss.id, k.Typing.GetConversationId(), k.Typing.GetTyping()); err != nil {
+			ss.conn.Deliver(errorFrame("", err))
+		}
+	case *parleyv1.ClientFrame_Ping:
+		ss.conn.Deliver(&parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_Pong{Pong: &parleyv1.Pong{Nonce: k.Ping.GetNonce()}}})
+	}
+	return nil
+}
+
+// frameOrErr is one result of reading the client half of a stream.
+type frameOrErr struct {
+	frame *parleyv1.ClientFrame
+	err   error
+}
+
+func errorFrame(clientMsgID string, err error) *parleyv1.ServerFrame {
+	code, msg := connect.CodeInternal, "internal error"
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		code, msg = ce.Code(), ce.Message()
+	} else if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		code, msg = connect.CodeCanceled, "canceled"
+	}
+	return &parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_Error{Error: &parleyv1.Error{
+		ClientMsgId: clientMsgID, Code: code.String(), Message: msg,
+	}}}
+}
+
+func presenceFrame(userID string, online bool, lastSeen time.Time) *parleyv1.ServerFrame {
+	p := &parleyv1.Presence{UserId: userID, Online: online}
+	if !lastSeen.IsZero() {
+		p.LastSeenAt = timestamppb.New(lastSeen)
+	}
+	return &parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_Presence{Presence: p}}
+}
