@@ -1,0 +1,159 @@
+# Parley's build. `make help` lists the targets; `make run` and `make test` are
+# the two the README promises work on a fresh Debian/Ubuntu machine with Go
+# and Node: every tool they need is pinned below and installed under .tmp/.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+MAKEFLAGS += --warn-undefined-variables
+MAKEFLAGS += --no-builtin-rules
+MAKEFLAGS += --no-print-directory
+
+# Pinned tools. buf and protoc-gen-es come from clients/ts/package.json
+# (@bufbuild/buf, @bufbuild/protoc-gen-es), protoc-gen-go and
+# protoc-gen-connect-go from go.mod's tool block; the rest are here.
+GOLANGCI_LINT_VERSION := v2.15.0
+GRPCURL_VERSION := v1.9.4
+# protovalidate's validate.proto, imported by proto/ (see buf.yaml).
+PROTOVALIDATE_VERSION := v1.2.2
+
+TMP := $(abspath .tmp)
+# Each Go tool is installed into its own versioned directory and linked into
+# $(BIN), so bumping a version reinstalls it and nothing else.
+BIN := $(TMP)/bin
+TOOLS := $(TMP)/tools
+TS := clients/ts
+NPM_STAMP := $(TS)/node_modules/.package-lock.json
+PROTOVALIDATE := $(TMP)/protovalidate/buf/validate/validate.proto
+GEN_DIRS := clients/go/gen clients/ts/src/gen
+export PATH := $(BIN):$(abspath $(TS)/node_modules/.bin):$(PATH)
+
+GO_TEST_TIMEOUT ?= 20m
+GO_TEST_FLAGS ?=
+BENCH ?= .
+BENCH_COUNT ?= 1
+BENCH_PKGS ?= ./...
+RUN_FLAGS ?=
+# buf breaking compares proto/ with this commit and with its parent.
+BREAKING_AGAINST ?= main
+
+.PHONY: help
+help: ## Describe the make targets
+	@grep -E '^[a-zA-Z_-]+:.*?## .*$$' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: run
+run: ## Run parleyd on 127.0.0.1:8080 with the embedded store in ./data (RUN_FLAGS=... for more)
+	go run ./server/cmd/parleyd $(RUN_FLAGS)
+
+.PHONY: build
+build: ## Build bin/parleyd (server) and bin/parley (CLI)
+	go build -o bin/parleyd ./server/cmd/parleyd
+	go build -o bin/parley ./clients/go/cmd/parley
+
+.PHONY: test
+test: tools checkgen ## Run every test with -race, after checking generated code is current
+	go test -race -timeout $(GO_TEST_TIMEOUT) $(GO_TEST_FLAGS) ./...
+
+.PHONY: bench
+bench: ## Run Go benchmarks with -benchmem (BENCH=regexp BENCH_PKGS=./server/... BENCH_COUNT=n)
+	go test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCH_COUNT) $(BENCH_PKGS)
+
+.PHONY: tools
+tools: $(NPM_STAMP) $(BIN)/grpcurl ## Install the pinned tools the tests need (buf, protoc-gen-es, grpcurl)
+
+.PHONY: gen
+gen: $(NPM_STAMP) protodeps ## Regenerate Go and TypeScript code from proto/ and format proto/
+	buf format -w proto
+	buf generate
+
+.PHONY: checkgen
+checkgen: gen ## Fail if `make gen` changes anything under proto/ or the generated dirs
+	@if [ ! -d .git ]; then echo "checkgen: not a git checkout, cannot compare; skipped" >&2; exit 0; fi
+	@changes="$$(git status --porcelain --untracked-files=all -- proto $(GEN_DIRS))"; \
+	if [ -n "$$changes" ]; then \
+		echo "$$changes" >&2; \
+		git --no-pager diff --stat -- proto $(GEN_DIRS) >&2; \
+		echo "checkgen: generated code or proto formatting is out of date (files above)." >&2; \
+		echo "checkgen: run 'make gen' and commit the result; never edit generated files by hand." >&2; \
+		exit 1; \
+	fi
+
+.PHONY: protodeps
+protodeps: $(PROTOVALIDATE) ## Copy protovalidate's validate.proto into .tmp/protovalidate for buf
+
+.PHONY: lint
+lint: $(NPM_STAMP) protodeps ## Lint: buf lint, buf format, buf breaking, go vet, golangci-lint
+	buf lint
+	buf format -d --exit-code proto
+	$(MAKE) breaking
+	go vet ./...
+	$(MAKE) golangci-lint
+
+.PHONY: breaking
+breaking: $(NPM_STAMP) protodeps ## Check proto/ for breaking changes against main and main~1
+	@# Not buf's own '.git#branch=main' input: the commit lacks the git-ignored
+	@# .tmp/protovalidate module that buf.yaml lists, so buf refuses it. Export
+	@# each commit's tree instead and add the module to it.
+	@if [ ! -d .git ]; then echo "breaking: not a git checkout; skipped"; exit 0; fi
+	@for ref in $(BREAKING_AGAINST) $(BREAKING_AGAINST)~1; do \
+		if ! sha="$$(git rev-parse -q --verify "$$ref^{commit}")"; then \
+			echo "breaking: no commit $$ref (first commit?); skipped"; continue; \
+		fi; \
+		dir="$(TMP)/breaking/$$sha"; \
+		if [ ! -d "$$dir" ]; then \
+			mkdir -p "$$dir.part" && git archive "$$sha" | tar -x -C "$$dir.part" && mv "$$dir.part" "$$dir"; \
+		fi; \
+		if [ ! -f "$$dir/buf.yaml" ]; then echo "breaking: $$ref has no buf.yaml; skipped"; continue; fi; \
+		rm -rf "$$dir/.tmp/protovalidate" && mkdir -p "$$dir/.tmp" && cp -R "$(TMP)/protovalidate" "$$dir/.tmp/"; \
+		echo "buf breaking --against $$ref ($${sha:0:12})"; \
+		buf breaking --against "$$dir"; \
+	done
+
+.PHONY: golangci-lint
+golangci-lint: ## Run golangci-lint (installed into .tmp/bin on first use)
+	@if ! $(MAKE) $(BIN)/golangci-lint; then \
+		echo "golangci-lint: could not install $(GOLANGCI_LINT_VERSION) (see above); buf lint, buf format, buf breaking and go vet still ran" >&2; \
+		exit 1; \
+	fi
+	golangci-lint run --timeout 10m ./...
+
+.PHONY: manifests
+manifests: ## Generate CRDs and RBAC for the operator (arrives with the operator issue)
+	@echo "manifests: arrives with the operator issue (controller-gen into config/crd, config/rbac)"
+
+.PHONY: images
+images: ## Build container images as OCI tarballs (arrives with the operator issue)
+	@echo "images: arrives with the operator issue"
+
+.PHONY: clean
+clean: ## Delete bin/ and .tmp/ (tools, protovalidate copy); keeps ./data and node_modules
+	rm -rf bin $(TMP)
+
+$(NPM_STAMP): $(TS)/package.json $(TS)/package-lock.json
+	cd $(TS) && npm ci --no-audit --no-fund
+	@# npm ci rewrites the stamp; touch it in case npm kept an older mtime.
+	touch $@
+
+$(PROTOVALIDATE): Makefile
+	@# Files in the module cache are read-only: replace the copy, never write into it.
+	dir="$$(cd / && go mod download -json github.com/bufbuild/protovalidate@$(PROTOVALIDATE_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p')"; \
+	test -n "$$dir"; \
+	rm -rf $(TMP)/protovalidate; \
+	mkdir -p $(TMP); \
+	cp -R "$$dir/proto/protovalidate" $(TMP)/protovalidate; \
+	chmod -R u+w $(TMP)/protovalidate; \
+	touch $@
+
+# go_tool installs $(2) at version $(3) as $(1): `go install` into
+# .tmp/tools/NAME/VERSION/, linked from .tmp/bin/NAME. make follows the link,
+# so a present tool is up to date and a new version is a new path to build.
+define go_tool
+$(BIN)/$(1): $(TOOLS)/$(1)/$(3)/$(1)
+	@mkdir -p $$(@D)
+	ln -sf $$< $$@
+
+$(TOOLS)/$(1)/$(3)/$(1):
+	GOBIN=$$(@D) go install $(2)@$(3)
+endef
+$(eval $(call go_tool,grpcurl,github.com/fullstorydev/grpcurl/cmd/grpcurl,$(GRPCURL_VERSION)))
+$(eval $(call go_tool,golangci-lint,github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION)))
