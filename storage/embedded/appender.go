@@ -79,7 +79,7 @@ type memberKey struct {
 // SQLite's write lock, so nobody else can) and writes the heads and the
 // senders' read marks once per transaction in flush.
 type appender struct {
-	ctx                                                  context.Context
+	ctx                                                    context.Context
 	lastSeq, isMember, findDup, insert, readUpTo, bumpConv *sql.Stmt
 
 	convs   map[string]*convState
