@@ -39,7 +39,7 @@ const (
 	msgBadRefreshToken     = "invalid or expired refresh token"
 	msgRefreshTokenReused  = "refresh token reuse detected; session revoked"
 	msgInternal            = "internal error"
-	msgUnavailable         = "service temporarily unavailable; retry later"
+	msgUnavailable         = "service unavailable, retry later"
 	msgMissingCredentials  = "username and password are required"
 	msgMissingRefreshToken = "refresh token is required"
 )
@@ -53,9 +53,6 @@ type Store interface {
 	GetUserByUsername(ctx context.Context, username string) (storage.User, error)
 	CreateDevice(ctx context.Context, d storage.Device, first storage.RefreshToken) error
 	GetDevice(ctx context.Context, id string) (storage.Device, error)
-	// RotateRefreshToken must return the device (at least ID and UserID)
-	// with ErrTokenReused too, so the Service can drop the revoked
-	// device's cached state and streams.
 	RotateRefreshToken(ctx context.Context, oldHash []byte, next storage.RefreshToken, now time.Time) (storage.Device, error)
 	RevokeDevice(ctx context.Context, id string, now time.Time) error
 }
@@ -251,6 +248,7 @@ func (s *Service) Login(ctx context.Context, req *parleyv1.LoginRequest) (*parle
 
 // Refresh spends a refresh token and returns a new access token and a new
 // refresh token (rotation). Errors, all Unauthenticated:
+//   - "refresh token is required": the request has none.
 //   - "invalid or expired refresh token": unknown or past its expiry.
 //   - "session revoked": the device was signed out.
 //   - "refresh token reuse detected; session revoked": the token had been
@@ -260,39 +258,40 @@ func (s *Service) Login(ctx context.Context, req *parleyv1.LoginRequest) (*parle
 //
 // Otherwise as documented on Service.
 func (s *Service) Refresh(ctx context.Context, req *parleyv1.RefreshRequest) (*parleyv1.RefreshResponse, error) {
-	if req.GetRefreshToken() == "" {
+	presented := req.GetRefreshToken()
+	if presented == "" {
 		return nil, connect.NewError(connect.CodeUnauthenticated, msgMissingRefreshToken)
 	}
-	next, nextHash, err := newRefreshToken()
+	// Unverified until the store matches the token's hash; a forged
+	// device id changes the hash, so the store will not find it.
+	deviceID, ok := refreshTokenDevice(presented)
+	if !ok {
+		return nil, connect.NewError(connect.CodeUnauthenticated, msgBadRefreshToken)
+	}
+	next, nextHash, err := newRefreshToken(deviceID)
 	if err != nil {
 		return nil, s.internal(ctx, "refresh: new token", "", err)
 	}
 	now := s.now().UTC()
-	nextToken := storage.RefreshToken{Hash: nextHash, ExpiresAt: now.Add(s.cfg.RefreshTTL)}
-	d, err := s.store.RotateRefreshToken(ctx, hashRefreshToken(req.GetRefreshToken()), nextToken, now)
+	nextToken := storage.RefreshToken{Hash: nextHash, DeviceID: deviceID, ExpiresAt: now.Add(s.cfg.RefreshTTL)}
+	d, err := s.store.RotateRefreshToken(ctx, hashRefreshToken(presented), nextToken, now)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return nil, connect.NewError(connect.CodeUnauthenticated, msgBadRefreshToken)
 	case errors.Is(err, storage.ErrRevoked):
-		if d.ID != "" {
-			s.verifier.revoked(d.ID)
-		}
+		s.verifier.revoked(deviceID)
 		return nil, connect.NewError(connect.CodeUnauthenticated, msgSessionRevoked)
 	case errors.Is(err, storage.ErrTokenReused):
-		// A security event rather than an error of ours: Warn, so it shows
-		// up without paging anyone.
-		s.logger.LogAttrs(ctx, slog.LevelWarn, "auth: refresh token reused; session revoked",
-			slog.String("user_id", d.UserID))
-		if d.ID != "" {
-			s.revoked(d.ID)
-		} else {
-			s.logger.LogAttrs(ctx, slog.LevelError,
-				"auth: store reported refresh token reuse without the device; its access tokens stay valid here until they expire",
-				slog.String("user_id", d.UserID))
-		}
+		s.revoked(deviceID)
+		s.logReuse(ctx, deviceID)
 		return nil, connect.NewError(connect.CodeUnauthenticated, msgRefreshTokenReused)
 	case err != nil:
 		return nil, s.storeError(ctx, "refresh: rotate token", "", err)
+	case d.ID != deviceID:
+		// The store spent a token under a device other than the one the
+		// token names: a backend bug. Refuse rather than sign for it.
+		return nil, s.internal(ctx, "refresh: rotate token", d.UserID,
+			fmt.Errorf("store rotated a token of device %q for one naming %q", d.ID, deviceID))
 	}
 	access, accessExp, err := s.signer.sign(d.UserID, d.ID)
 	if err != nil {
@@ -334,12 +333,13 @@ func (s *Service) startSession(ctx context.Context, userID, deviceName string) (
 	if err != nil {
 		return "", nil, s.internal(ctx, "new device id", userID, err)
 	}
-	refresh, refreshHash, err := newRefreshToken()
+	d := storage.Device{ID: id.String(), UserID: userID, Name: deviceName}
+	refresh, refreshHash, err := newRefreshToken(d.ID)
 	if err != nil {
 		return "", nil, s.internal(ctx, "new refresh token", userID, err)
 	}
 	now := s.now().UTC()
-	d := storage.Device{ID: id.String(), UserID: userID, Name: deviceName, CreatedAt: now}
+	d.CreatedAt = now
 	first := storage.RefreshToken{Hash: refreshHash, DeviceID: d.ID, ExpiresAt: now.Add(s.cfg.RefreshTTL)}
 	if err := s.store.CreateDevice(ctx, d, first); err != nil {
 		return "", nil, s.storeError(ctx, "create device", userID, err)
@@ -364,6 +364,18 @@ func (s *Service) revoked(deviceID string) {
 	if fn := s.onRevoke.Load(); fn != nil {
 		(*fn)(deviceID)
 	}
+}
+
+// logReuse records a refresh-token reuse: a security event (someone holds
+// a copy of a token), not a fault of ours, hence Warn. The store does not
+// say whose device it was, so look it up for the log; best effort.
+func (s *Service) logReuse(ctx context.Context, deviceID string) {
+	var userID string
+	if d, err := s.store.GetDevice(ctx, deviceID); err == nil {
+		userID = d.UserID
+	}
+	s.logger.LogAttrs(ctx, slog.LevelWarn, "auth: refresh token reused; session revoked",
+		slog.String("user_id", userID))
 }
 
 // hashPassword hashes with the configured parameters once a hashing slot

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -109,21 +110,36 @@ func (s *signer) parse(token string) (Identity, error) {
 	return Identity{UserID: claims.Subject, DeviceID: claims.DeviceID}, nil
 }
 
-// newRefreshToken returns a new opaque refresh token and the hash under
-// which the store keeps it.
-func newRefreshToken() (token string, hash []byte, err error) {
+// newRefreshToken returns a new refresh token for a device and the hash
+// under which the store keeps it. The token is "<device id>.<32 random
+// bytes, base64url>": opaque to clients, but it lets the Service name the
+// device when the store reports reuse or revocation, which
+// storage.DeviceStore does without returning the device.
+func newRefreshToken(deviceID string) (token string, hash []byte, err error) {
 	b := make([]byte, refreshTokenBytes)
 	if _, err := rand.Read(b); err != nil {
 		return "", nil, fmt.Errorf("refresh token: %w", err)
 	}
-	token = base64.RawURLEncoding.EncodeToString(b)
+	token = deviceID + "." + base64.RawURLEncoding.EncodeToString(b)
 	return token, hashRefreshToken(token), nil
 }
 
+// refreshTokenDevice returns the device id a refresh token names. The
+// result is only a claim: it can be trusted once the store has matched the
+// token's hash, which covers the whole token, device id included.
+func refreshTokenDevice(token string) (string, bool) {
+	// Cut at the last dot: base64url has none, so the device id may.
+	i := strings.LastIndexByte(token, '.')
+	if i <= 0 || i == len(token)-1 {
+		return "", false
+	}
+	return token[:i], true
+}
+
 // hashRefreshToken is the stored form of a refresh token. A plain SHA-256
-// suffices (no salt, no stretching) because the token is 256 random bits,
-// not a guessable password; it must be deterministic so the store can look
-// the token up by it.
+// suffices (no salt, no stretching) because the token carries 256 random
+// bits, not a guessable password; it must be deterministic so the store
+// can look the token up by it.
 func hashRefreshToken(token string) []byte {
 	sum := sha256.Sum256([]byte(token))
 	return sum[:]
