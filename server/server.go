@@ -28,6 +28,9 @@ import (
 	"github.com/parley-im/parley/storage"
 )
 
+// compressMinBytes is the smallest response worth gzipping.
+const compressMinBytes = 4096
+
 // Config holds the messaging rules.
 type Config struct {
 	// RecallWindow is how long a sender may recall their own message.
@@ -161,7 +164,10 @@ func New(cfg Config, d Deps) (*Server, error) {
 	healthv1connect.RegisterHealthHandler(cs, d.Health)
 	grpcreflect.Register(cs)
 	mux := http.NewServeMux()
-	connecthttp.Mount(mux, cs)
+	// Chat frames are small: compressing each one costs more CPU than the
+	// bytes it saves, so only large responses (history pages) are
+	// compressed.
+	connecthttp.Mount(mux, cs, connecthttp.WithCompressMinBytes(compressMinBytes))
 	s.handler = mux
 	return s, nil
 }

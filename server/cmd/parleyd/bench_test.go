@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
+)
+
+// BenchmarkSendDeliver measures the whole path on the embedded store: 100
+// pairs of devices on bidirectional streams over h2c, each sender
+// pipelining sends to its peer; a message counts once its peer's stream
+// has delivered it. Reports delivered msgs/s and send→deliver latency.
+//
+//	go test ./server/cmd/parleyd -run '^$' -bench SendDeliver -benchtime 100000x
+func BenchmarkSendDeliver(b *testing.B) {
+	const pairs = 100
+	ts := startServerEnv(b, map[string]string{
+		// Registration speed is not what this measures.
+		"PARLEY_AUTH_ARGON2_MEMORY_KIB": "1024",
+	})
+	hc := h2cClient()
+	type pair struct {
+		from, to *user
+		conv     string
+	}
+	ps := make([]pair, pairs)
+	for i := range ps {
+		from := register(b, hc, ts.url, fmt.Sprintf("sender%03d", i))
+		to := register(b, hc, ts.url, fmt.Sprintf("receiver%03d", i))
+		c, err := from.convs.CreateDirect(b.Context(), &parleyv1.CreateDirectRequest{Peer: &parleyv1.CreateDirectRequest_UserId{UserId: to.id}})
+		require.NoError(b, err)
+		ps[i] = pair{from, to, c.GetConversation().GetId()}
+	}
+	ctx, cancel := context.WithCancel(b.Context())
+	defer cancel()
+
+	perPair := max(b.N/pairs, 1)
+	latencies := make([][]time.Duration, pairs)
+	var wg sync.WaitGroup
+	ready := make(chan struct{})
+	var setup sync.WaitGroup
+	setup.Add(2 * pairs)
+	errs := make(chan error, 4*pairs)
+	finished := make(chan struct{}, pairs)
+	for i, p := range ps {
+		rs, err := p.to.chat.Connect(ctx)
+		require.NoError(b, err)
+		ss, err := p.from.chat.Connect(ctx)
+		require.NoError(b, err)
+		wg.Go(func() { // receiver
+			defer rs.CloseSend()
+			synced := false
+			got := 0
+			lat := make([]time.Duration, 0, perPair)
+			_ = rs.SendHeaders()
+			for got < perPair {
+				res, err := rs.Receive()
+				if err != nil {
+					errs <- fmt.Errorf("receiver %d: %w", i, err)
+					return
+				}
+				f := res.GetFrame()
+				if f.GetSyncComplete() != nil && !synced {
+					synced = true
+					setup.Done()
+				}
+				m := f.GetMessage()
+				if m == nil {
+					continue
+				}
+				sent, _ := strconv.ParseInt(m.GetContent().GetText(), 10, 64)
+				lat = append(lat, time.Since(time.Unix(0, sent)))
+				got++
+				if got%100 == 0 || got == perPair {
+					_ = rs.Send(&parleyv1.ConnectRequest{Frame: &parleyv1.ClientFrame{Kind: &parleyv1.ClientFrame_Ack{Ack: &parleyv1.AckFrame{ConversationId: p.conv, Seq: m.GetSeq()}}}})
+				}
+			}
+			latencies[i] = lat
+			finished <- struct{}{}
+		})
+		wg.Go(func() { // sender: acks are read and dropped
+			defer ss.CloseSend()
+			_ = ss.SendHeaders()
+			for {
+				res, err := ss.Receive()
+				if err != nil {
+					return
+				}
+				if res.GetFrame().GetSyncComplete() != nil {
+					break
+				}
+			}
+			setup.Done()
+			go func() {
+				for {
+					if _, err := ss.Receive(); err != nil {
+						return
+					}
+				}
+			}()
+			<-ready
+			for n := range perPair {
+				err := ss.Send(&parleyv1.ConnectRequest{Frame: &parleyv1.ClientFrame{Kind: &parleyv1.ClientFrame_Send{Send: &parleyv1.SendFrame{
+					ConversationId: p.conv,
+					ClientMsgId:    strconv.Itoa(n),
+					Content:        &parleyv1.Content{Body: &parleyv1.Content_Text{Text: strconv.FormatInt(time.Now().UnixNano(), 10)}},
+				}}}})
+				if err != nil && err != io.EOF {
+					errs <- fmt.Errorf("sender %d: %w", i, err)
+					return
+				}
+			}
+		})
+	}
+	setup.Wait()
+	b.ResetTimer()
+	start := time.Now()
+	close(ready)
+	// Receivers finish when everything arrived; then senders are stopped.
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for range pairs {
+		select {
+		case <-finished:
+		case err := <-errs:
+			b.Fatal(err)
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	cancel()
+	<-done
+	var all []time.Duration
+	for _, l := range latencies {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	total := pairs * perPair
+	b.ReportMetric(float64(total)/elapsed.Seconds(), "msgs/s")
+	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99_ms")
+}
