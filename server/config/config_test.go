@@ -1,0 +1,71 @@
+package config
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestLoad(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "parley.yaml")
+	require.NoError(t, os.WriteFile(file, []byte("listen: 127.0.0.1:9000\ndata_dir: /from/file\nchat:\n  recall_window: 5m\n  max_group_size: 50\nauth:\n  access_ttl: 10m\n"), 0o600))
+	bad := filepath.Join(dir, "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("listen: x\nno_such_field: 1\n"), 0o600))
+
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		check   func(t *testing.T, c Config)
+		wantErr string
+	}{
+		{name: "defaults", check: func(t *testing.T, c Config) {
+			require.Equal(t, Default(), c)
+			require.Equal(t, "127.0.0.1:8080", c.Listen)
+			require.Equal(t, 2*time.Minute, c.Chat.RecallWindow)
+			require.Equal(t, 1000, c.Chat.MaxGroupSize)
+		}},
+		{name: "file_over_defaults", args: []string{"-config", file}, check: func(t *testing.T, c Config) {
+			require.Equal(t, "127.0.0.1:9000", c.Listen)
+			require.Equal(t, 5*time.Minute, c.Chat.RecallWindow)
+			require.Equal(t, 10*time.Minute, c.Auth.AccessTTL)
+			require.Equal(t, 90*time.Second, c.Chat.HeartbeatTimeout, "unset fields keep their defaults")
+		}},
+		{name: "env_over_file", args: []string{"-config=" + file}, env: map[string]string{"PARLEY_DATA_DIR": "/from/env", "PARLEY_CHAT_MAX_GROUP_SIZE": "20", "PARLEY_AUTH_ACCESS_TTL": "1m"}, check: func(t *testing.T, c Config) {
+			require.Equal(t, "/from/env", c.DataDir)
+			require.Equal(t, 20, c.Chat.MaxGroupSize)
+			require.Equal(t, time.Minute, c.Auth.AccessTTL)
+			require.Equal(t, "127.0.0.1:9000", c.Listen)
+		}},
+		{name: "flags_over_env", args: []string{"-data-dir", "/from/flag", "-recall-window", "30s"}, env: map[string]string{"PARLEY_CONFIG": file, "PARLEY_DATA_DIR": "/from/env"}, check: func(t *testing.T, c Config) {
+			require.Equal(t, "/from/flag", c.DataDir)
+			require.Equal(t, 30*time.Second, c.Chat.RecallWindow)
+			require.Equal(t, "127.0.0.1:9000", c.Listen, "PARLEY_CONFIG names the file")
+		}},
+		{name: "unknown_file_field", args: []string{"-config", bad}, wantErr: "no_such_field"},
+		{name: "missing_file", args: []string{"-config", filepath.Join(dir, "nope.yaml")}, wantErr: "no such file"},
+		{name: "bad_env_value", env: map[string]string{"PARLEY_CHAT_RECALL_WINDOW": "soon"}, wantErr: "PARLEY_CHAT_RECALL_WINDOW"},
+		{name: "invalid_value", args: []string{"-heartbeat-timeout", "1s", "-heartbeat-interval", "2s"}, wantErr: "heartbeat_timeout"},
+		{name: "stray_argument", args: []string{"extra"}, wantErr: "unexpected arguments"},
+		{name: "bad_log_level", args: []string{"-log-level", "loud"}, wantErr: "log_level"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Load(tt.args, env(tt.env), io.Discard)
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			tt.check(t, c)
+		})
+	}
+}
