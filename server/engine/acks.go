@@ -96,7 +96,7 @@ func (e *Engine) ackLoop(ctx context.Context) {
 		select {
 		case <-t.C:
 			e.flushAllAcks(ctx)
-		case <-e.quit:
+		case <-e.committed:
 			e.flushAllAcks(ctx)
 			return
 		}

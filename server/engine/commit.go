@@ -88,6 +88,7 @@ func (e *Engine) enqueue(ctx context.Context, o *op) error {
 // commitLoop takes whatever is waiting, up to BatchSize messages, commits
 // it in one transaction, answers the senders and queues the fan-out.
 func (e *Engine) commitLoop(ctx context.Context) {
+	defer close(e.committed)
 	defer close(e.fanout)
 	batch := make([]*op, 0, e.cfg.BatchSize)
 	var held *op // an exclusive op that ended the current batch

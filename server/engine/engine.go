@@ -76,8 +76,11 @@ type Engine struct {
 	submit chan *op
 	fanout chan fanoutItem
 
-	closing   atomic.Bool
-	quit      chan struct{}
+	closing atomic.Bool
+	quit    chan struct{}
+	// committed is closed once the committer has answered everything
+	// submitted; the final ack flush waits for it.
+	committed chan struct{}
 	closeOnce sync.Once
 	stop      context.CancelFunc
 	wg        sync.WaitGroup
@@ -92,15 +95,16 @@ func (e *Engine) cancel() {
 // New returns an engine that is not started yet.
 func New(cfg Config, store Store, h *hub.Hub, logger *slog.Logger) *Engine {
 	return &Engine{
-		cfg:     cfg,
-		store:   store,
-		hub:     h,
-		logger:  logger,
-		members: newMemberCache(cfg.MemberCacheSize),
-		acks:    newAckBuffer(),
-		submit:  make(chan *op, cfg.BatchSize*4),
-		fanout:  make(chan fanoutItem, 64),
-		quit:    make(chan struct{}),
+		cfg:       cfg,
+		store:     store,
+		hub:       h,
+		logger:    logger,
+		members:   newMemberCache(cfg.MemberCacheSize),
+		acks:      newAckBuffer(),
+		submit:    make(chan *op, cfg.BatchSize*4),
+		fanout:    make(chan fanoutItem, 64),
+		quit:      make(chan struct{}),
+		committed: make(chan struct{}),
 	}
 }
 

@@ -48,7 +48,9 @@ type Conn struct {
 	pending    []*parleyv1.ServerFrame
 	maxPending int
 	// sentSeq is the highest seq per conversation pushed during catch-up;
-	// EndSync drops held-back messages at or below it.
+	// held-back and later live messages at or below it are dropped, since
+	// the backlog already carried them. Only backlog conversations are in
+	// it.
 	sentSeq map[string]uint64
 }
 
@@ -92,6 +94,12 @@ func (c *Conn) Deliver(f *parleyv1.ServerFrame) bool {
 	default:
 	}
 	c.mu.Lock()
+	if m := f.GetMessage(); m != nil && len(c.sentSeq) > 0 && m.GetSeq() <= c.sentSeq[m.GetConversationId()] {
+		// Committed before the backlog was read but fanned out after it:
+		// the device already has it.
+		c.mu.Unlock()
+		return true
+	}
 	if c.syncing {
 		if len(c.pending) >= c.maxPending {
 			c.mu.Unlock()
@@ -143,7 +151,6 @@ func (c *Conn) EndSync(ctx context.Context) bool {
 		c.pending = nil
 		if len(batch) == 0 {
 			c.syncing = false
-			c.sentSeq = nil
 			c.mu.Unlock()
 			return true
 		}

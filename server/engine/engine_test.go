@@ -1,0 +1,241 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
+	"github.com/parley-im/parley/server/engine"
+	"github.com/parley-im/parley/server/hub"
+	"github.com/parley-im/parley/storage"
+	"github.com/parley-im/parley/storage/embedded"
+)
+
+type fixture struct {
+	store *embedded.Store
+	hub   *hub.Hub
+	eng   *engine.Engine
+	conv  string
+	users []string
+}
+
+// newFixture starts an engine on a real embedded store with a direct
+// conversation between two users.
+func newFixture(t *testing.T, cfg engine.Config) *fixture {
+	t.Helper()
+	ctx := t.Context()
+	st, err := embedded.Open(ctx, embedded.Config{Path: filepath.Join(t.TempDir(), "parley.db")})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	now := time.Now()
+	users := []string{"u-alice", "u-bob"}
+	for _, u := range users {
+		require.NoError(t, st.CreateUser(ctx, storage.User{ID: u, Username: u, DisplayName: u, PasswordHash: "x", CreatedAt: now}))
+		require.NoError(t, st.CreateDevice(ctx, storage.Device{ID: "d-" + u, UserID: u, CreatedAt: now},
+			storage.RefreshToken{Hash: []byte(u), DeviceID: "d-" + u, ExpiresAt: now.Add(time.Hour)}))
+	}
+	c, _, err := st.GetOrCreateDirect(ctx, "c-1", users[0], users[1], now)
+	require.NoError(t, err)
+	h := hub.New(hub.Config{QueueLen: 100_000, MaxPending: 100_000})
+	e := engine.New(cfg, st, h, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	e.Start()
+	t.Cleanup(func() { require.NoError(t, e.Close(context.Background())) })
+	return &fixture{store: st, hub: h, eng: e, conv: c.ID, users: users}
+}
+
+func (f *fixture) msg(sender, clientID string) storage.NewMessage {
+	return storage.NewMessage{
+		ID: fmt.Sprintf("id-%s-%s", sender, clientID), ConversationID: f.conv, SenderID: sender, SenderDeviceID: "d-" + sender,
+		ClientMsgID: clientID, Kind: storage.MessageText, Body: []byte("hi"), CreatedAt: time.Now(),
+	}
+}
+
+// frames reads n frames the hub queued for c.
+func frames(t *testing.T, c *hub.Conn, n int) []*parleyv1.ServerFrame {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	out := make([]*parleyv1.ServerFrame, 0, n)
+	for len(out) < n {
+		f, ok := c.Next(ctx)
+		require.True(t, ok, "got %d of %d frames", len(out), n)
+		out = append(out, f)
+	}
+	return out
+}
+
+func TestConcurrentSendsAreGaplessAndDeliveredInOrder(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, engine.DefaultConfig())
+	conn, _ := f.hub.Register(f.users[1], "d-u-bob")
+	require.NoError(t, f.eng.CatchUp(t.Context(), conn))
+	require.NotNil(t, frames(t, conn, 1)[0].GetSyncComplete())
+
+	const senders, each = 8, 100
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Go(func() {
+			for i := range each {
+				res, err := f.eng.Send(t.Context(), f.msg(f.users[s%2], fmt.Sprintf("s%d-%d", s, i)))
+				if err != nil || res.Err != nil {
+					t.Errorf("send: %v %v", err, res.Err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	got := frames(t, conn, senders*each)
+	for i, fr := range got {
+		require.Equal(t, uint64(i+1), fr.GetMessage().GetSeq(), "frame %d", i)
+	}
+}
+
+func TestSendRejectsNonMemberAndDeduplicates(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, engine.DefaultConfig())
+	res, err := f.eng.Send(t.Context(), f.msg("u-mallory", "m1"))
+	require.NoError(t, err)
+	require.ErrorIs(t, res.Err, storage.ErrNotMember)
+
+	first, err := f.eng.Send(t.Context(), f.msg(f.users[0], "m1"))
+	require.NoError(t, err)
+	again, err := f.eng.Send(t.Context(), f.msg(f.users[0], "m1"))
+	require.NoError(t, err)
+	require.True(t, again.Duplicate)
+	require.Equal(t, first.Message.ID, again.Message.ID)
+	require.Equal(t, first.Message.Seq, again.Message.Seq)
+}
+
+func TestCatchUpBoundsBacklogWithGap(t *testing.T) {
+	t.Parallel()
+	cfg := engine.DefaultConfig()
+	cfg.CatchupLimit = 5
+	f := newFixture(t, cfg)
+	for i := range 12 {
+		_, err := f.eng.Send(t.Context(), f.msg(f.users[0], fmt.Sprint(i)))
+		require.NoError(t, err)
+	}
+	conn, _ := f.hub.Register(f.users[1], "d-u-bob")
+	// A message committed after registration is both in the backlog and
+	// delivered live into the hold-back: it must appear exactly once.
+	_, err := f.eng.Send(t.Context(), f.msg(f.users[0], "late"))
+	require.NoError(t, err)
+	require.NoError(t, f.eng.CatchUp(t.Context(), conn))
+	got := frames(t, conn, 1+5+1)
+	gap := got[0].GetGap()
+	require.NotNil(t, gap)
+	require.Equal(t, uint64(0), gap.GetFromSeq())
+	// 13 messages exist by the time the backlog is read: the newest five
+	// come through, the rest are announced.
+	require.Equal(t, uint64(8), gap.GetToSeq())
+	var seqs []uint64
+	for _, fr := range got[1:6] {
+		seqs = append(seqs, fr.GetMessage().GetSeq())
+	}
+	require.Equal(t, []uint64{9, 10, 11, 12, 13}, seqs)
+	require.NotNil(t, got[6].GetSyncComplete())
+	// Live traffic resumes after the hold-back, without the duplicate.
+	_, err = f.eng.Send(t.Context(), f.msg(f.users[0], "live"))
+	require.NoError(t, err)
+	require.Equal(t, uint64(14), frames(t, conn, 1)[0].GetMessage().GetSeq())
+}
+
+func TestAcksMoveCursorsAndShrinkTheBacklog(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, engine.DefaultConfig())
+	for i := range 4 {
+		_, err := f.eng.Send(t.Context(), f.msg(f.users[0], fmt.Sprint(i)))
+		require.NoError(t, err)
+	}
+	f.eng.Ack("d-u-bob", f.conv, 3)
+	conn, _ := f.hub.Register(f.users[1], "d-u-bob")
+	// CatchUp flushes the buffered ack first, so only seq 4 is left.
+	require.NoError(t, f.eng.CatchUp(t.Context(), conn))
+	got := frames(t, conn, 2)
+	require.Equal(t, uint64(4), got[0].GetMessage().GetSeq())
+	require.NotNil(t, got[1].GetSyncComplete())
+}
+
+func TestCloseAnswersEverythingAndRefusesNewWork(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, engine.DefaultConfig())
+	waits := make([]func() (engine.SendResult, error), 0, 50)
+	for i := range 50 {
+		w, err := f.eng.Submit(t.Context(), f.msg(f.users[0], fmt.Sprint(i)))
+		require.NoError(t, err)
+		waits = append(waits, w)
+	}
+	f.eng.Ack("d-u-bob", f.conv, 10)
+	require.NoError(t, f.eng.Close(t.Context()))
+	for _, w := range waits {
+		res, err := w()
+		require.NoError(t, err)
+		require.NoError(t, res.Err)
+	}
+	_, err := f.eng.Send(t.Context(), f.msg(f.users[0], "after"))
+	require.ErrorIs(t, err, engine.ErrClosed)
+	require.NoError(t, f.eng.Close(t.Context()), "second Close is a no-op")
+	// The final flush wrote the buffered ack.
+	backlogs, err := f.store.Backlogs(t.Context(), f.users[1], "d-u-bob")
+	require.NoError(t, err)
+	require.Len(t, backlogs, 1)
+	require.Equal(t, uint64(10), backlogs[0].After)
+}
+
+func BenchmarkSend(b *testing.B) {
+	ctx := context.Background()
+	st, err := embedded.Open(ctx, embedded.Config{Path: filepath.Join(b.TempDir(), "parley.db")})
+	require.NoError(b, err)
+	defer st.Close()
+	now := time.Now()
+	const pairs = 100
+	convs := make([]string, pairs)
+	for i := range pairs {
+		a, c := fmt.Sprintf("a%d", i), fmt.Sprintf("b%d", i)
+		require.NoError(b, st.CreateUser(ctx, storage.User{ID: a, Username: a, PasswordHash: "x", CreatedAt: now}))
+		require.NoError(b, st.CreateUser(ctx, storage.User{ID: c, Username: c, PasswordHash: "x", CreatedAt: now}))
+		conv, _, err := st.GetOrCreateDirect(ctx, fmt.Sprintf("c%d", i), a, c, now)
+		require.NoError(b, err)
+		convs[i] = conv.ID
+	}
+	e := engine.New(engine.DefaultConfig(), st, hub.New(hub.DefaultConfig()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	e.Start()
+	defer e.Close(ctx)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	per := b.N/pairs + 1
+	for i := range pairs {
+		wg.Go(func() {
+			for n := range per {
+				_, err := e.Send(ctx, storage.NewMessage{
+					ID: fmt.Sprintf("m%d-%d", i, n), ConversationID: convs[i], SenderID: fmt.Sprintf("a%d", i),
+					ClientMsgID: fmt.Sprint(n), Kind: storage.MessageText, Body: []byte("hello"), CreatedAt: now,
+				})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(per*pairs)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// testWriter sends engine logs to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
