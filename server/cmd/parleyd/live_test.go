@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
+	"github.com/parley-im/parley/clients/go/gen/parley/v1/parleyv1connect"
+)
+
+// subscribeRecv reads Subscribe frames until one satisfies want.
+func subscribeRecv(tb testing.TB, s parleyv1connect.ChatServiceSubscribeClientStream, want func(*parleyv1.ServerFrame) bool) *parleyv1.ServerFrame {
+	tb.Helper()
+	for {
+		res, err := s.Receive()
+		require.NoError(tb, err)
+		if want(res.GetFrame()) {
+			return res.GetFrame()
+		}
+	}
+}
+
+// The browser path (Subscribe plus unary calls) and the native path
+// (Connect) share one engine: typing, receipts, presence and messages
+// flow between them.
+func TestSubscribeAndUnaryCallsShareTheEngine(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	hc := h2cClient()
+	alice := register(t, hc, ts.url, "alice")
+	bob := register(t, hc, ts.url, "bob")
+	conv, err := alice.convs.CreateDirect(t.Context(), &parleyv1.CreateDirectRequest{Peer: &parleyv1.CreateDirectRequest_UserId{UserId: bob.id}})
+	require.NoError(t, err)
+	cid := conv.GetConversation().GetId()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+
+	// Bob is on the browser path.
+	bs, err := bob.chat.Subscribe(ctx, &parleyv1.SubscribeRequest{})
+	require.NoError(t, err)
+	subscribeRecv(t, bs, func(f *parleyv1.ServerFrame) bool { return f.GetSyncComplete() != nil })
+
+	// Alice connects natively: she learns Bob is online, and Bob learns
+	// she came online.
+	as, err := alice.chat.Connect(ctx)
+	require.NoError(t, err)
+	require.NoError(t, as.SendHeaders())
+	p := recv(t, as, func(f *parleyv1.ServerFrame) bool { return f.GetPresence() != nil })
+	require.Equal(t, bob.id, p.GetPresence().GetUserId())
+	require.True(t, p.GetPresence().GetOnline())
+	p = subscribeRecv(t, bs, func(f *parleyv1.ServerFrame) bool { return f.GetPresence() != nil })
+	require.Equal(t, alice.id, p.GetPresence().GetUserId())
+	require.True(t, p.GetPresence().GetOnline())
+
+	// Typing from the unary call reaches Alice's stream, not Bob's own.
+	_, err = bob.chat.SetTyping(ctx, &parleyv1.SetTypingRequest{ConversationId: cid, Typing: true})
+	require.NoError(t, err)
+	ty := recv(t, as, func(f *parleyv1.ServerFrame) bool { return f.GetTyping() != nil })
+	require.Equal(t, bob.id, ty.GetTyping().GetUserId())
+	require.True(t, ty.GetTyping().GetTyping())
+
+	// A unary send reaches Alice's stream and Bob's own subscription.
+	sent, err := bob.chat.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: cid, ClientMsgId: "b1", Content: &parleyv1.Content{Body: &parleyv1.Content_Text{Text: "from the browser"}}})
+	require.NoError(t, err)
+	m := recv(t, as, func(f *parleyv1.ServerFrame) bool { return f.GetMessage() != nil })
+	require.Equal(t, sent.GetMessage().GetId(), m.GetMessage().GetId())
+	m = subscribeRecv(t, bs, func(f *parleyv1.ServerFrame) bool { return f.GetMessage() != nil })
+	require.Equal(t, "from the browser", m.GetMessage().GetContent().GetText())
+
+	// Alice reads it over her stream; Bob gets the receipt.
+	require.NoError(t, as.Send(&parleyv1.ConnectRequest{Frame: &parleyv1.ClientFrame{Kind: &parleyv1.ClientFrame_Read{Read: &parleyv1.ReadFrame{ConversationId: cid, Seq: 1}}}}))
+	r := subscribeRecv(t, bs, func(f *parleyv1.ServerFrame) bool { return f.GetReceipt() != nil })
+	require.Equal(t, alice.id, r.GetReceipt().GetUserId())
+	require.Equal(t, uint64(1), r.GetReceipt().GetLastReadSeq())
+
+	// Alice leaves: Bob sees her go offline.
+	require.NoError(t, as.CloseSend())
+	for {
+		if _, err := as.Receive(); err != nil {
+			break
+		}
+	}
+	p = subscribeRecv(t, bs, func(f *parleyv1.ServerFrame) bool { return f.GetPresence() != nil })
+	require.Equal(t, alice.id, p.GetPresence().GetUserId())
+	require.False(t, p.GetPresence().GetOnline())
+	require.NotNil(t, p.GetPresence().GetLastSeenAt())
+}
