@@ -7,6 +7,8 @@
 // A package that uses it should remove the build when its tests end:
 //
 //	func TestMain(m *testing.M) { os.Exit(testserver.Run(m)) }
+//
+// Builds left behind by packages that do not are removed by the next build.
 package testserver
 
 import (
@@ -19,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,7 +51,7 @@ const (
 
 var build struct {
 	once sync.Once
-	dir  string // temporary directory holding the binary; removed by Run
+	dir  string // directory holding the binary; removed by Run
 	path string
 	err  error
 }
@@ -369,6 +372,9 @@ func environ() []string {
 	return env
 }
 
+// buildParleyd builds parleyd into a directory named for this process under
+// the system temp dir, first removing those of processes that have exited
+// (test binaries whose TestMain does not call Run leave theirs behind).
 func buildParleyd() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
@@ -378,8 +384,13 @@ func buildParleyd() (string, error) {
 	if gomod == "" || gomod == os.DevNull {
 		return "", errors.New("not inside the parley module")
 	}
-	dir, err := os.MkdirTemp("", "parley-testserver-")
-	if err != nil {
+	root := filepath.Join(os.TempDir(), "parley-testserver")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return "", err
+	}
+	sweep(root)
+	dir := filepath.Join(root, strconv.Itoa(os.Getpid()))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
 	build.dir = dir
@@ -390,6 +401,24 @@ func buildParleyd() (string, error) {
 		return "", fmt.Errorf("go build -race ./server/cmd/parleyd: %w\n%s", err, out)
 	}
 	return path, nil
+}
+
+// sweep removes the build directories under root whose process is gone.
+func sweep(root string) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		// Signal 0 checks that the process exists; EPERM means it does.
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			_ = os.RemoveAll(filepath.Join(root, e.Name()))
+		}
+	}
 }
 
 // syncBuffer is a bytes.Buffer safe for the process's two output pipes and
