@@ -17,9 +17,9 @@ import (
 func TestFanOut(t *testing.T) {
 	t.Parallel()
 	p := startParleyd(t)
-	alice := newUser(t, p, "alice", 2)
-	bob := newUser(t, p, "bob", 2)
-	carol := newUser(t, p, "carol", 2)
+	alice := newUser(t, p.URL(), "alice", 2)
+	bob := newUser(t, p.URL(), "bob", 2)
+	carol := newUser(t, p.URL(), "carol", 2)
 	users := []*user{alice, bob, carol}
 	for _, u := range users {
 		for _, d := range u.devices {
@@ -108,9 +108,9 @@ func countConv[T any](conv string, xs []T, convOf func(T) string) int {
 func TestOfflineCatchUp(t *testing.T) {
 	t.Parallel()
 	p := startParleyd(t)
-	alice := newUser(t, p, "alice", 1)
-	bob := newUser(t, p, "bob", 2)
-	carol := newUser(t, p, "carol", 1)
+	alice := newUser(t, p.URL(), "alice", 1)
+	bob := newUser(t, p.URL(), "bob", 2)
+	carol := newUser(t, p.URL(), "carol", 1)
 	dm := createDirect(t, alice, bob)
 	group := createGroup(t, carol, "team", alice, bob)
 	alice.dev(0).connect(t)
@@ -165,8 +165,8 @@ func TestCatchUpGap(t *testing.T) {
 	t.Parallel()
 	const limit = 5
 	p := startParleyd(t, "-catchup-limit", fmt.Sprint(limit))
-	alice := newUser(t, p, "alice", 1)
-	bob := newUser(t, p, "bob", 1)
+	alice := newUser(t, p.URL(), "alice", 1)
+	bob := newUser(t, p.URL(), "bob", 1)
 	dm := createDirect(t, alice, bob)
 	alice.dev(0).connect(t)
 	for i := range 3 * limit {
@@ -192,8 +192,8 @@ func TestCatchUpGap(t *testing.T) {
 func TestReadReceiptsAndUnread(t *testing.T) {
 	t.Parallel()
 	p := startParleyd(t)
-	alice := newUser(t, p, "alice", 2)
-	bob := newUser(t, p, "bob", 1)
+	alice := newUser(t, p.URL(), "alice", 2)
+	bob := newUser(t, p.URL(), "bob", 1)
 	for _, d := range alice.devices {
 		d.connect(t)
 	}
@@ -271,9 +271,9 @@ func TestReadReceiptsAndUnread(t *testing.T) {
 func TestRecall(t *testing.T) {
 	t.Parallel()
 	p := startParleyd(t)
-	alice := newUser(t, p, "alice", 1)
-	bob := newUser(t, p, "bob", 2)
-	carol := newUser(t, p, "carol", 1)
+	alice := newUser(t, p.URL(), "alice", 1)
+	bob := newUser(t, p.URL(), "bob", 2)
+	carol := newUser(t, p.URL(), "carol", 1)
 	group := createGroup(t, alice, "g", bob, carol)
 	for _, u := range []*user{alice, bob, carol} {
 		for _, d := range u.devices {

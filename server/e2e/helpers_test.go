@@ -37,16 +37,16 @@ type device struct {
 	drained chan struct{} // closed when the drain goroutine ends
 }
 
-// newUser registers name on p and signs in devices devices in total.
-func newUser(t *testing.T, p *parleyd, name string, devices int, opts ...parley.Option) *user {
+// newUser registers name on the server at url and signs in devices devices in total.
+func newUser(t *testing.T, url string, name string, devices int, opts ...parley.Option) *user {
 	t.Helper()
-	c, err := parley.Register(t.Context(), p.URL, name, password, append([]parley.Option{parley.WithDeviceName(name + "-1")}, opts...)...)
+	c, err := parley.Register(t.Context(), url, name, password, append([]parley.Option{parley.WithDeviceName(name + "-1")}, opts...)...)
 	require.NoError(t, err)
 	u := &user{name: name, id: c.UserID()}
 	u.devices = append(u.devices, &device{name: name + "-1", client: c})
 	for i := 2; i <= devices; i++ {
 		dn := fmt.Sprintf("%s-%d", name, i)
-		c, err := parley.Login(t.Context(), p.URL, name, password, append([]parley.Option{parley.WithDeviceName(dn)}, opts...)...)
+		c, err := parley.Login(t.Context(), url, name, password, append([]parley.Option{parley.WithDeviceName(dn)}, opts...)...)
 		require.NoError(t, err)
 		require.Equal(t, u.id, c.UserID())
 		u.devices = append(u.devices, &device{name: dn, client: c})
