@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -188,7 +189,7 @@ func runReadmeBlock(t *testing.T, script string, env []string, until string) (st
 	ctx, cancel := context.WithTimeout(t.Context(), readmeBlockTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-c", "set -a -euo pipefail\n"+script+"env -0 >\"$README_TEST_STATE\"\n")
-	cmd.Env = append(env, "README_TEST_STATE="+state)
+	cmd.Env = append(slices.Clip(env), "README_TEST_STATE="+state)
 	// Kill the whole group on timeout: grpcurl and buf are children of bash.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -237,11 +238,14 @@ func runStream(ctx context.Context, cmd *exec.Cmd, stdout *watchBuffer) error {
 		return <-exited
 	case err := <-exited:
 		_ = stdin.Close()
-		return fmt.Errorf("exited before the output showed %s: %w", stdout.until, errors.Join(err, errors.New("stream ended early")))
+		if err == nil {
+			err = errors.New("exit status 0")
+		}
+		return fmt.Errorf("the stream ended before the output showed %s: %w", stdout.until, err)
 	case <-ctx.Done():
 		_ = stdin.Close()
-		<-exited
-		return fmt.Errorf("output did not show %s within %v", stdout.until, readmeBlockTimeout)
+		err := <-exited // killed by the context
+		return fmt.Errorf("output did not show %s within %v (%w)", stdout.until, readmeBlockTimeout, err)
 	}
 }
 

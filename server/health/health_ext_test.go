@@ -2,7 +2,6 @@ package health_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"testing"
 
@@ -206,6 +205,6 @@ func requireEnd(tb testing.TB, stream healthv1connect.HealthWatchClientStream, c
 		res, err = stream.Receive()
 	}
 	var connectErr *connect.Error
-	require.True(tb, errors.As(err, &connectErr), "err: %v", err)
+	require.ErrorAs(tb, err, &connectErr)
 	require.Equal(tb, code, connectErr.Code(), "err: %v", err)
 }

@@ -189,12 +189,12 @@ func (s *Server) Stop() error {
 	}
 	select {
 	case <-p.exited:
-		return fmt.Errorf("testserver: parleyd had already exited: %v", p.err)
+		return fmt.Errorf("testserver: parleyd had already exited: %w", p.err)
 	default:
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		<-p.exited
-		return fmt.Errorf("testserver: SIGTERM: %w (exit: %v)", err, p.err)
+		return fmt.Errorf("testserver: SIGTERM: %w (exit: %w)", err, p.err)
 	}
 	select {
 	case <-p.exited:
