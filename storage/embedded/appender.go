@@ -31,7 +31,10 @@ func (ws *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 		{&ws.isMember, `SELECT 1 FROM members WHERE conversation_id = ? AND user_id = ?`},
 		{&ws.findDup, `SELECT ` + messageColumns + ` FROM messages
 			WHERE conversation_id = ? AND sender_id = ? AND client_msg_id = ? AND client_msg_id <> ''`},
-		{&ws.insert, `INSERT INTO messages (` + messageColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)`},
+		// A committed idempotency key makes the insert a no-op (0 rows)
+		// instead of an error; any other uniqueness violation still fails.
+		{&ws.insert, `INSERT INTO messages (` + messageColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+			ON CONFLICT (conversation_id, sender_id, client_msg_id) WHERE client_msg_id <> '' DO NOTHING`},
 		{&ws.readUpTo, `UPDATE members SET last_read_seq = ?1
 			WHERE conversation_id = ?2 AND user_id = ?3 AND last_read_seq < ?1`},
 		{&ws.bumpConv, `UPDATE conversations SET last_seq = ?, last_message_at = ? WHERE id = ?`},
@@ -79,6 +82,11 @@ type memberKey struct {
 // SQLite's write lock, so nobody else can) and writes the heads and the
 // senders' read marks once per transaction in flush.
 type appender struct {
+	// ctx is the caller's context without its cancellation: the driver
+	// starts a watcher goroutine per statement for a cancelable context,
+	// too dear per message. The caller checks cancellation between
+	// messages instead, and the transaction itself still rolls back when
+	// the caller's context ends.
 	ctx                                                    context.Context
 	lastSeq, isMember, findDup, insert, readUpTo, bumpConv *sql.Stmt
 
@@ -92,7 +100,7 @@ type appender struct {
 // method's; the appender lives only as long as the call.
 func (s *Store) appender(ctx context.Context, tx *sql.Tx) *appender {
 	return &appender{
-		ctx:      ctx,
+		ctx:      context.WithoutCancel(ctx),
 		lastSeq:  tx.StmtContext(ctx, s.ws.lastSeq),
 		isMember: tx.StmtContext(ctx, s.ws.isMember),
 		findDup:  tx.StmtContext(ctx, s.ws.findDup),
@@ -156,13 +164,15 @@ func (a *appender) conv(id string) (*convState, error) {
 }
 
 // append writes m at its conversation's next seq and returns it as
-// committed. It checks neither membership nor duplicates.
-func (a *appender) append(m storage.NewMessage) (storage.Message, error) {
+// committed, checking no membership. When m's idempotency key was
+// committed before, it writes nothing and returns the original with
+// inserted false.
+func (a *appender) append(m storage.NewMessage) (msg storage.Message, inserted bool, err error) {
 	c, err := a.conv(m.ConversationID)
 	if err != nil {
-		return storage.Message{}, err
+		return storage.Message{}, false, err
 	}
-	msg := storage.Message{
+	msg = storage.Message{
 		ID:             m.ID,
 		ConversationID: m.ConversationID,
 		Seq:            c.lastSeq + 1,
@@ -174,10 +184,21 @@ func (a *appender) append(m storage.NewMessage) (storage.Message, error) {
 		CreatedAt:      stamp(m.CreatedAt),
 	}
 	created := ms(msg.CreatedAt)
-	if _, err := a.insert.ExecContext(a.ctx,
+	res, err := a.insert.ExecContext(a.ctx,
 		msg.ConversationID, i64(msg.Seq), msg.ID, msg.SenderID, msg.SenderDeviceID,
-		msg.ClientMsgID, int64(msg.Kind), msg.Body, created); err != nil {
-		return storage.Message{}, err
+		msg.ClientMsgID, int64(msg.Kind), msg.Body, created)
+	if err != nil {
+		return storage.Message{}, false, err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return storage.Message{}, false, err
+	} else if n == 0 {
+		// The key was committed before: the seq stays unused.
+		orig, found, err := a.duplicate(m)
+		if err == nil && !found {
+			err = errors.New("insert ignored without a duplicate")
+		}
+		return orig, false, err
 	}
 	c.lastSeq = msg.Seq
 	// last_message_at never goes back, even if a sender's clock does.
@@ -185,7 +206,17 @@ func (a *appender) append(m storage.NewMessage) (storage.Message, error) {
 	c.dirty = true
 	k := memberKey{msg.ConversationID, msg.SenderID}
 	a.reads[k] = max(a.reads[k], msg.Seq)
-	return msg, nil
+	return msg, true, nil
+}
+
+// notice appends a system notice. Notices carry no idempotency key, so one
+// is always written.
+func (a *appender) notice(m storage.NewMessage) (storage.Message, error) {
+	msg, inserted, err := a.append(m)
+	if err == nil && !inserted {
+		err = storage.ErrConflict
+	}
+	return msg, err
 }
 
 // flush writes the moved conversation heads and raises each sender's

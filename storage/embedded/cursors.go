@@ -33,8 +33,14 @@ func (s *Store) SaveCursors(ctx context.Context, cursors []storage.Cursor) error
 	}
 	return s.write(ctx, "save cursors", func(tx *sql.Tx) error {
 		st := tx.StmtContext(ctx, s.ws.saveCursor)
+		// As in appender: no per-statement cancellation watcher; ctx is
+		// checked between entries.
+		sctx := context.WithoutCancel(ctx)
 		for _, c := range cursors {
-			if _, err := st.ExecContext(ctx, c.DeviceID, c.ConversationID, i64(c.Seq)); err != nil {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if _, err := st.ExecContext(sctx, c.DeviceID, c.ConversationID, i64(c.Seq)); err != nil {
 				return err
 			}
 		}

@@ -1,8 +1,16 @@
 package embedded_test
 
 import (
+	"bufio"
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -12,9 +20,223 @@ import (
 )
 
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	storagetest.Run(t, func(t *testing.T) storage.Store {
-		s, err := embedded.Open(t.Context(), embedded.Config{Path: filepath.Join(t.TempDir(), "parley.db")})
-		require.NoError(t, err)
-		return s
+		return open(t, filepath.Join(t.TempDir(), "parley.db"))
 	})
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "data", "parley.db") // the directory is created
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+	s := open(t, path)
+	epoch, err := s.Epoch(ctx)
+	require.NoError(t, err)
+	a, b := user(t, s, "a"), user(t, s, "b")
+	dev := storage.Device{ID: "dev-a", UserID: a.ID, Name: "phone", CreatedAt: now}
+	require.NoError(t, s.CreateDevice(ctx, dev, storage.RefreshToken{Hash: []byte("h1"), ExpiresAt: now.Add(time.Hour)}))
+	c, _, err := s.GetOrCreateDirect(ctx, "c1", a.ID, b.ID, now)
+	require.NoError(t, err)
+	sent := appendOK(t, s, storage.NewMessage{
+		ID: "m1", ConversationID: c.ID, SenderID: a.ID, SenderDeviceID: dev.ID,
+		ClientMsgID: "cm1", Kind: storage.MessageText, Body: []byte("hello"), CreatedAt: now,
+	})
+	require.NoError(t, s.SaveCursors(ctx, []storage.Cursor{{DeviceID: dev.ID, ConversationID: c.ID, Seq: 1}}))
+	require.NoError(t, s.Close())
+
+	s = open(t, path)
+	again, err := s.Epoch(ctx)
+	require.NoError(t, err)
+	require.Equal(t, epoch, again, "the epoch survives a reopen")
+
+	got, err := s.GetUser(ctx, a.ID)
+	require.NoError(t, err)
+	require.Equal(t, a, got)
+	m, err := s.GetMessage(ctx, c.ID, 1)
+	require.NoError(t, err)
+	require.Equal(t, sent, m)
+	bl, err := s.Backlogs(ctx, a.ID, dev.ID)
+	require.NoError(t, err)
+	require.Empty(t, bl, "the cursor survived")
+
+	// Idempotency survives a restart, and seqs continue.
+	res, err := s.AppendMessages(ctx, []storage.NewMessage{
+		{ID: "m1-retry", ConversationID: c.ID, SenderID: a.ID, ClientMsgID: "cm1", Kind: storage.MessageText, Body: []byte("hello")},
+		{ID: "m2", ConversationID: c.ID, SenderID: b.ID, ClientMsgID: "cm2", Kind: storage.MessageText, Body: []byte("hi")},
+	})
+	require.NoError(t, err)
+	require.True(t, res[0].Duplicate)
+	require.Equal(t, sent, res[0].Message)
+	require.Equal(t, uint64(2), res[1].Message.Seq)
+
+	_, err = s.RotateRefreshToken(ctx, []byte("h1"), storage.RefreshToken{Hash: []byte("h2"), ExpiresAt: now.Add(2 * time.Hour)}, now)
+	require.NoError(t, err)
+}
+
+func TestMigrationsIdempotent(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "parley.db")
+	var epochs []string
+	for range 3 {
+		s := open(t, path)
+		e, err := s.Epoch(t.Context())
+		require.NoError(t, err)
+		epochs = append(epochs, e)
+		require.NoError(t, s.Close())
+	}
+	require.Equal(t, []string{epochs[0], epochs[0], epochs[0]}, epochs)
+
+	db := rawDB(t, path)
+	var applied, distinct int
+	require.NoError(t, db.QueryRowContext(t.Context(),
+		`SELECT COUNT(*), COUNT(DISTINCT version) FROM schema_migrations`).Scan(&applied, &distinct))
+	require.Equal(t, distinct, applied, "each migration applied once")
+	require.Positive(t, applied)
+}
+
+func TestOpenRejectsNewerSchema(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "parley.db")
+	require.NoError(t, open(t, path).Close())
+
+	db := rawDB(t, path)
+	_, err := db.ExecContext(t.Context(),
+		`INSERT INTO schema_migrations (version, name, applied_at) VALUES (999999, 'future', 0)`)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+
+	_, err = embedded.Open(t.Context(), embedded.Config{Path: path})
+	require.ErrorContains(t, err, "newer")
+}
+
+func TestOpenRejectsBadPaths(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		path string
+	}{
+		{"empty", ""},
+		{"memory", ":memory:"},
+		{"uri", "file:parley.db"},
+		{"query", filepath.Join(t.TempDir(), "parley.db?mode=ro")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := embedded.Open(t.Context(), embedded.Config{Path: tc.path})
+			require.Error(t, err)
+		})
+	}
+}
+
+// TestSurvivesSIGKILL appends in a child process, kills it with SIGKILL as
+// soon as it reports the commit, and finds every acknowledged message.
+func TestSurvivesSIGKILL(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "parley.db")
+
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestHelperAppendThenHang$")
+	cmd.Env = append(os.Environ(), "PARLEY_EMBEDDED_HELPER_DB="+path)
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	// The child blocks reading its stdin, which stays open until it dies.
+	in, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	defer func() { _ = in.Close() }()
+	require.NoError(t, cmd.Start())
+
+	// The child prints "acked N" after AppendMessages returned for N
+	// messages, then blocks until killed.
+	sc := bufio.NewScanner(out)
+	acked := -1
+	for sc.Scan() {
+		if n, ok := parseAcked(sc.Text()); ok {
+			acked = n
+			break
+		}
+	}
+	require.Positive(t, acked, "the helper never reported a commit")
+	require.NoError(t, cmd.Process.Kill()) // SIGKILL
+	_ = cmd.Wait()
+
+	s := open(t, path)
+	c, err := s.GetConversation(t.Context(), "c1")
+	require.NoError(t, err)
+	require.Equal(t, uint64(acked), c.LastSeq, "every acknowledged message survived")
+}
+
+// TestHelperAppendThenHang is TestSurvivesSIGKILL's child; it does nothing
+// in a normal run.
+func TestHelperAppendThenHang(t *testing.T) {
+	path := os.Getenv("PARLEY_EMBEDDED_HELPER_DB")
+	if path == "" {
+		t.Skip("helper process for TestSurvivesSIGKILL")
+	}
+	ctx := context.Background()
+	s, err := embedded.Open(ctx, embedded.Config{Path: path})
+	require.NoError(t, err)
+	a, b := user(t, s, "a"), user(t, s, "b")
+	_, _, err = s.GetOrCreateDirect(ctx, "c1", a.ID, b.ID, time.Now())
+	require.NoError(t, err)
+	const batches, batch = 20, 50
+	for i := range batches {
+		msgs := make([]storage.NewMessage, batch)
+		for j := range msgs {
+			msgs[j] = storage.NewMessage{
+				ID: fmt.Sprintf("m%d-%d", i, j), ConversationID: "c1", SenderID: a.ID,
+				ClientMsgID: fmt.Sprintf("c%d-%d", i, j), Kind: storage.MessageText, Body: []byte("x"),
+			}
+		}
+		_, err := s.AppendMessages(ctx, msgs)
+		require.NoError(t, err)
+	}
+	fmt.Printf("acked %d\n", batches*batch)
+	// Hang with the store open until the parent kills the process (its
+	// stdin never ends before that).
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	t.Fatal("stdin closed before SIGKILL")
+}
+
+func parseAcked(line string) (int, bool) {
+	var n int
+	if _, err := fmt.Sscanf(line, "acked %d", &n); err != nil {
+		return 0, false
+	}
+	return n, true
+}
+
+func open(t testing.TB, path string) *embedded.Store {
+	t.Helper()
+	s, err := embedded.Open(context.Background(), embedded.Config{Path: path})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func rawDB(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", path+"?_busy_timeout=5000")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func user(t testing.TB, s storage.Store, id string) storage.User {
+	t.Helper()
+	u := storage.User{ID: id, Username: "name-" + id, DisplayName: id, PasswordHash: "h",
+		CreatedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	require.NoError(t, s.CreateUser(context.Background(), u))
+	return u
+}
+
+func appendOK(t testing.TB, s storage.Store, msgs ...storage.NewMessage) storage.Message {
+	t.Helper()
+	res, err := s.AppendMessages(context.Background(), msgs)
+	require.NoError(t, err)
+	for _, r := range res {
+		require.NoError(t, r.Err)
+	}
+	return res[len(res)-1].Message
 }

@@ -17,9 +17,10 @@ type dupKey struct {
 // AppendMessages commits msgs in one transaction, as storage.MessageStore
 // specifies. Per message, in slice order: a repeat of an earlier message of
 // the batch gets that message's result (with Duplicate set when it was
-// committed); a key committed before gets the original and Duplicate; a
-// sender who is not a member (or a conversation that does not exist) gets
-// Err == storage.ErrNotMember; anything else gets the next seq. Each
+// committed); a key committed before gets the original and Duplicate (even
+// when the sender has left since); a sender who is not a member (or a
+// conversation that does not exist) gets Err == storage.ErrNotMember;
+// anything else gets the next seq. Each
 // conversation's head and each sender's last_read_seq are written once per
 // batch. Any other error rolls the whole batch back. An empty batch returns
 // no results.
@@ -36,6 +37,9 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []storage.NewMessage) (
 		a := s.appender(ctx, tx)
 		first := make(map[dupKey]int)
 		for i, m := range msgs {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			if m.ClientMsgID != "" {
 				k := dupKey{m.ConversationID, m.SenderID, m.ClientMsgID}
 				if j, ok := first[k]; ok {
@@ -44,30 +48,30 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []storage.NewMessage) (
 					continue
 				}
 				first[k] = i
-				orig, found, err := a.duplicate(m)
-				if err != nil {
-					return err
-				}
-				if found {
-					// Checked before membership: a sender who has left
-					// since still gets their original back.
-					results[i] = storage.AppendResult{Message: orig, Duplicate: true}
-					continue
-				}
 			}
 			ok, err := a.member(m.ConversationID, m.SenderID)
 			if err != nil {
 				return err
 			}
 			if !ok {
-				results[i] = storage.AppendResult{Err: storage.ErrNotMember}
+				// A sender who has left since still gets their original
+				// back.
+				orig, found, err := a.duplicate(m)
+				switch {
+				case err != nil:
+					return err
+				case found:
+					results[i] = storage.AppendResult{Message: orig, Duplicate: true}
+				default:
+					results[i] = storage.AppendResult{Err: storage.ErrNotMember}
+				}
 				continue
 			}
-			msg, err := a.append(m)
+			msg, inserted, err := a.append(m)
 			if err != nil {
 				return fmt.Errorf("message %s: %w", m.ID, err)
 			}
-			results[i] = storage.AppendResult{Message: msg}
+			results[i] = storage.AppendResult{Message: msg, Duplicate: !inserted}
 		}
 		return a.flush()
 	})
@@ -121,7 +125,7 @@ func (s *Store) RecallMessage(ctx context.Context, conversationID string, seq ui
 		recalled.Body = nil
 		recalled.RecalledAt = notice.CreatedAt
 		a := s.appender(ctx, tx)
-		if committed, err = a.append(notice); err != nil {
+		if committed, err = a.notice(notice); err != nil {
 			return err
 		}
 		return a.flush()

@@ -59,6 +59,8 @@ type Store struct {
 	// ws are the hot-path statements, prepared once on w and bound to each
 	// write transaction with Tx.StmtContext.
 	ws writeStmts
+	// ck checkpoints the WAL on a connection of its own.
+	ck *checkpointer
 
 	epoch string
 
@@ -84,44 +86,39 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("embedded: open: %w", err)
 	}
 
-	w, err := sql.Open("sqlite", dsn(cfg.Path, true))
+	w, err := openDB(cfg.Path, roleWriter, 1)
 	if err != nil {
-		return nil, fmt.Errorf("embedded: open: %w", err)
+		return nil, err
 	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxLifetime(0)
-	w.SetConnMaxIdleTime(0)
-
 	epoch, err := migrate(ctx, w)
 	if err != nil {
 		_ = w.Close()
 		return nil, err
 	}
-
-	r, err := sql.Open("sqlite", dsn(cfg.Path, false))
+	r, err := openDB(cfg.Path, roleReader, max(minReadConns, 2*runtime.GOMAXPROCS(0)))
 	if err != nil {
 		_ = w.Close()
-		return nil, fmt.Errorf("embedded: open: %w", err)
+		return nil, err
 	}
-	n := max(minReadConns, 2*runtime.GOMAXPROCS(0))
-	r.SetMaxOpenConns(n)
-	r.SetMaxIdleConns(n)
-	r.SetConnMaxLifetime(0)
-	r.SetConnMaxIdleTime(0)
-	if err := r.PingContext(ctx); err != nil {
+	ck, err := openDB(cfg.Path, roleCheckpointer, 1)
+	if err != nil {
 		_ = r.Close()
 		_ = w.Close()
-		return nil, fmt.Errorf("embedded: open: %w", translate(err))
+		return nil, err
+	}
+	for _, db := range []*sql.DB{r, ck} {
+		if err := db.PingContext(ctx); err != nil {
+			_ = errors.Join(ck.Close(), r.Close(), w.Close())
+			return nil, fmt.Errorf("embedded: open: %w", translate(err))
+		}
 	}
 
 	s := &Store{w: w, r: r, epoch: epoch}
 	if err := s.ws.prepare(ctx, w); err != nil {
-		_ = s.ws.close()
-		_ = r.Close()
-		_ = w.Close()
+		_ = errors.Join(s.ws.close(), ck.Close(), r.Close(), w.Close())
 		return nil, fmt.Errorf("embedded: open: %w", translate(err))
 	}
+	s.ck = startCheckpointer(ck)
 	return s, nil
 }
 
@@ -140,7 +137,7 @@ func (s *Store) Epoch(ctx context.Context) (string, error) {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
-		s.closeErr = errors.Join(s.ws.close(), s.r.Close(), s.w.Close())
+		s.closeErr = errors.Join(s.ck.stop(), s.ws.close(), s.r.Close(), s.w.Close())
 		if s.closeErr != nil {
 			s.closeErr = fmt.Errorf("embedded: close: %w", s.closeErr)
 		}
@@ -176,6 +173,7 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error)
 	if err := tx.Commit(); err != nil {
 		return s.fail(ctx, op, err)
 	}
+	s.ck.notify()
 	return nil
 }
 
@@ -194,26 +192,56 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 	return fmt.Errorf("embedded: %s: %w", op, translate(err))
 }
 
-// dsn builds the driver's connection string. Both pools use WAL, so readers
-// and the writer do not block each other.
+// role is what a connection pool is for.
+type role int
+
+const (
+	roleWriter role = iota
+	roleReader
+	roleCheckpointer
+)
+
+// openDB opens a pool of at most n connections to path, configured for r.
+// Connections are kept for the life of the pool: opening one is dear, and
+// the writer's prepared statements live on its connection.
+func openDB(path string, r role, n int) (*sql.DB, error) {
+	db, err := sql.Open("sqlite", dsn(path, r))
+	if err != nil {
+		return nil, fmt.Errorf("embedded: open: %w", err)
+	}
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	return db, nil
+}
+
+// dsn builds the driver's connection string. Every connection uses WAL, so
+// readers and the writer do not block each other.
 //
 // synchronous=NORMAL: in WAL mode a commit appends to the WAL without an
 // fsync; the WAL is fsynced at checkpoints. A committed transaction is in the
 // OS page cache when Commit returns, so it survives a crash or SIGKILL of
-// the server process: an acknowledged send is never lost that way. A power
-// loss or kernel crash may lose the last transactions before the most
-// recent checkpoint (the database stays consistent; it just ends earlier).
-// FULL would fsync on every commit and cap the write rate at the disk's
-// fsync rate; for a single-node deployment NORMAL is the usual trade.
-func dsn(path string, writer bool) string {
+// the server process: an acknowledged send is never lost that way
+// (TestSurvivesSIGKILL). A power loss or kernel crash may lose the
+// transactions committed since the last checkpoint (the database stays
+// consistent; its history just ends earlier). FULL would fsync on every
+// commit and cap the send rate at the disk's fsync rate; for a single-node
+// deployment NORMAL is the usual trade.
+func dsn(path string, r role) string {
 	q := fmt.Sprintf("_busy_timeout=%d&_journal_mode=WAL&_synchronous=NORMAL&_foreign_keys=1",
 		busyTimeout.Milliseconds())
-	if writer {
+	switch r {
+	case roleWriter:
 		// BEGIN IMMEDIATE takes the write lock up front, so a transaction
-		// never fails halfway when upgrading from a read lock.
-		q += "&_txlock=immediate"
-	} else {
+		// never fails halfway when upgrading from a read lock. The
+		// checkpointer keeps the WAL short; see checkpoint.go.
+		q += fmt.Sprintf("&_txlock=immediate&_pragma=wal_autocheckpoint(%d)&_pragma=journal_size_limit(%d)",
+			writerAutoCheckpoint, walSizeLimit)
+	case roleReader:
 		q += "&_query_only=1"
+	case roleCheckpointer:
+		q += "&_pragma=wal_autocheckpoint(0)"
 	}
 	return path + "?" + q
 }

@@ -62,8 +62,11 @@ CREATE TABLE members (
 
 CREATE INDEX members_user_id ON members (user_id);
 
--- messages has no foreign key on sender_id: notices may be written on
--- behalf of users who are leaving, and the server checks senders anyway.
+-- messages is clustered on (conversation_id, seq) (WITHOUT ROWID): one
+-- b-tree insert less per message, and history pages and backlog catch-up
+-- are contiguous range scans. There is no foreign key on sender_id: notices
+-- may be written on behalf of users who are leaving, and the server checks
+-- senders anyway.
 CREATE TABLE messages (
 	conversation_id  TEXT NOT NULL REFERENCES conversations (id),
 	seq              INTEGER NOT NULL,
@@ -76,7 +79,7 @@ CREATE TABLE messages (
 	created_at       INTEGER NOT NULL,
 	recalled_at      INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (conversation_id, seq)
-) STRICT;
+) STRICT, WITHOUT ROWID;
 
 -- The idempotency key. Partial: system messages carry no client_msg_id.
 CREATE UNIQUE INDEX messages_client_msg_id
