@@ -81,13 +81,13 @@ type memberKey struct {
 // conversation's head once, assigns seqs in memory (the transaction holds
 // SQLite's write lock, so nobody else can) and writes the heads and the
 // senders' read marks once per transaction in flush.
+//
+// On the hot path (AppendMessages) callers pass its methods a context
+// without cancellation: the driver starts a watcher goroutine per
+// statement for a cancelable context, too dear per message. They check
+// cancellation between messages instead, and the transaction itself still
+// rolls back when the caller's context ends.
 type appender struct {
-	// ctx is the caller's context without its cancellation: the driver
-	// starts a watcher goroutine per statement for a cancelable context,
-	// too dear per message. The caller checks cancellation between
-	// messages instead, and the transaction itself still rolls back when
-	// the caller's context ends.
-	ctx                                                    context.Context
 	lastSeq, isMember, findDup, insert, readUpTo, bumpConv *sql.Stmt
 
 	convs   map[string]*convState
@@ -96,11 +96,10 @@ type appender struct {
 	reads map[memberKey]uint64
 }
 
-// appender binds the prepared statements to tx. ctx is the calling
-// method's; the appender lives only as long as the call.
+// appender binds the prepared statements to tx. The appender lives only as
+// long as the transaction.
 func (s *Store) appender(ctx context.Context, tx *sql.Tx) *appender {
 	return &appender{
-		ctx:      context.WithoutCancel(ctx),
 		lastSeq:  tx.StmtContext(ctx, s.ws.lastSeq),
 		isMember: tx.StmtContext(ctx, s.ws.isMember),
 		findDup:  tx.StmtContext(ctx, s.ws.findDup),
@@ -115,13 +114,13 @@ func (s *Store) appender(ctx context.Context, tx *sql.Tx) *appender {
 
 // member reports whether userID is a member of conversationID (false when
 // the conversation does not exist).
-func (a *appender) member(conversationID, userID string) (bool, error) {
+func (a *appender) member(ctx context.Context, conversationID, userID string) (bool, error) {
 	k := memberKey{conversationID, userID}
 	if ok, cached := a.members[k]; cached {
 		return ok, nil
 	}
 	var one int
-	err := a.isMember.QueryRowContext(a.ctx, conversationID, userID).Scan(&one)
+	err := a.isMember.QueryRowContext(ctx, conversationID, userID).Scan(&one)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		a.members[k] = false
@@ -134,11 +133,11 @@ func (a *appender) member(conversationID, userID string) (bool, error) {
 }
 
 // duplicate returns the committed message with m's idempotency key, if any.
-func (a *appender) duplicate(m storage.NewMessage) (storage.Message, bool, error) {
+func (a *appender) duplicate(ctx context.Context, m storage.NewMessage) (storage.Message, bool, error) {
 	if m.ClientMsgID == "" {
 		return storage.Message{}, false, nil
 	}
-	msg, err := scanMessage(a.findDup.QueryRowContext(a.ctx, m.ConversationID, m.SenderID, m.ClientMsgID))
+	msg, err := scanMessage(a.findDup.QueryRowContext(ctx, m.ConversationID, m.SenderID, m.ClientMsgID))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return storage.Message{}, false, nil
@@ -150,12 +149,12 @@ func (a *appender) duplicate(m storage.NewMessage) (storage.Message, bool, error
 
 // conv returns the head of a conversation, reading it on first use. The
 // error wraps sql.ErrNoRows when the conversation does not exist.
-func (a *appender) conv(id string) (*convState, error) {
+func (a *appender) conv(ctx context.Context, id string) (*convState, error) {
 	if c, ok := a.convs[id]; ok {
 		return c, nil
 	}
 	var seq, at int64
-	if err := a.lastSeq.QueryRowContext(a.ctx, id).Scan(&seq, &at); err != nil {
+	if err := a.lastSeq.QueryRowContext(ctx, id).Scan(&seq, &at); err != nil {
 		return nil, err
 	}
 	c := &convState{lastSeq: u64(seq), lastAt: at}
@@ -167,8 +166,8 @@ func (a *appender) conv(id string) (*convState, error) {
 // committed, checking no membership. When m's idempotency key was
 // committed before, it writes nothing and returns the original with
 // inserted false.
-func (a *appender) append(m storage.NewMessage) (msg storage.Message, inserted bool, err error) {
-	c, err := a.conv(m.ConversationID)
+func (a *appender) append(ctx context.Context, m storage.NewMessage) (msg storage.Message, inserted bool, err error) {
+	c, err := a.conv(ctx, m.ConversationID)
 	if err != nil {
 		return storage.Message{}, false, err
 	}
@@ -184,7 +183,7 @@ func (a *appender) append(m storage.NewMessage) (msg storage.Message, inserted b
 		CreatedAt:      stamp(m.CreatedAt),
 	}
 	created := ms(msg.CreatedAt)
-	res, err := a.insert.ExecContext(a.ctx,
+	res, err := a.insert.ExecContext(ctx,
 		msg.ConversationID, i64(msg.Seq), msg.ID, msg.SenderID, msg.SenderDeviceID,
 		msg.ClientMsgID, int64(msg.Kind), msg.Body, created)
 	if err != nil {
@@ -194,7 +193,7 @@ func (a *appender) append(m storage.NewMessage) (msg storage.Message, inserted b
 		return storage.Message{}, false, err
 	} else if n == 0 {
 		// The key was committed before: the seq stays unused.
-		orig, found, err := a.duplicate(m)
+		orig, found, err := a.duplicate(ctx, m)
 		if err == nil && !found {
 			err = errors.New("insert ignored without a duplicate")
 		}
@@ -211,8 +210,8 @@ func (a *appender) append(m storage.NewMessage) (msg storage.Message, inserted b
 
 // notice appends a system notice. Notices carry no idempotency key, so one
 // is always written.
-func (a *appender) notice(m storage.NewMessage) (storage.Message, error) {
-	msg, inserted, err := a.append(m)
+func (a *appender) notice(ctx context.Context, m storage.NewMessage) (storage.Message, error) {
+	msg, inserted, err := a.append(ctx, m)
 	if err == nil && !inserted {
 		err = storage.ErrConflict
 	}
@@ -221,18 +220,18 @@ func (a *appender) notice(m storage.NewMessage) (storage.Message, error) {
 
 // flush writes the moved conversation heads and raises each sender's
 // last_read_seq to their newest message (a no-op for non-members).
-func (a *appender) flush() error {
+func (a *appender) flush(ctx context.Context) error {
 	for id, c := range a.convs {
 		if !c.dirty {
 			continue
 		}
-		if _, err := a.bumpConv.ExecContext(a.ctx, i64(c.lastSeq), c.lastAt, id); err != nil {
+		if _, err := a.bumpConv.ExecContext(ctx, i64(c.lastSeq), c.lastAt, id); err != nil {
 			return err
 		}
 		c.dirty = false
 	}
 	for k, seq := range a.reads {
-		if _, err := a.readUpTo.ExecContext(a.ctx, i64(seq), k.conversationID, k.userID); err != nil {
+		if _, err := a.readUpTo.ExecContext(ctx, i64(seq), k.conversationID, k.userID); err != nil {
 			return err
 		}
 	}

@@ -97,7 +97,7 @@ func (s *Store) CreateGroup(ctx context.Context, g storage.NewGroup) (storage.Co
 		n := g.Notice
 		n.ConversationID = g.ID
 		var err error
-		if notice, err = a.notice(n); err != nil {
+		if notice, err = a.notice(ctx, n); err != nil {
 			return err
 		}
 		for i, u := range members {
@@ -109,7 +109,7 @@ func (s *Store) CreateGroup(ctx context.Context, g storage.NewGroup) (storage.Co
 				return err
 			}
 		}
-		if err := a.flush(); err != nil {
+		if err := a.flush(ctx); err != nil {
 			return err
 		}
 		c, err = getConversation(ctx, tx, g.ID)
@@ -213,7 +213,7 @@ func (s *Store) AddMembers(ctx context.Context, conversationID string, userIDs [
 		a := s.appender(ctx, tx)
 		fresh := ids[:0]
 		for _, u := range ids {
-			ok, err := a.member(conversationID, u)
+			ok, err := a.member(ctx, conversationID, u)
 			if err != nil {
 				return err
 			}
@@ -233,7 +233,7 @@ func (s *Store) AddMembers(ctx context.Context, conversationID string, userIDs [
 			return storage.ErrGroupFull
 		}
 		var err error
-		if committed, err = a.notice(notice); err != nil {
+		if committed, err = a.notice(ctx, notice); err != nil {
 			return err
 		}
 		at := ms(committed.CreatedAt)
@@ -242,7 +242,7 @@ func (s *Store) AddMembers(ctx context.Context, conversationID string, userIDs [
 				return err
 			}
 		}
-		return a.flush()
+		return a.flush(ctx)
 	})
 	if err != nil {
 		return storage.Message{}, err
@@ -271,10 +271,10 @@ func (s *Store) RemoveMember(ctx context.Context, conversationID, userID string,
 			return storage.ErrNotMember
 		}
 		a := s.appender(ctx, tx)
-		if committed, err = a.notice(notice); err != nil {
+		if committed, err = a.notice(ctx, notice); err != nil {
 			return err
 		}
-		return a.flush()
+		return a.flush(ctx)
 	})
 	if err != nil {
 		return storage.Message{}, err

@@ -35,6 +35,7 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []storage.NewMessage) (
 	results := make([]storage.AppendResult, len(msgs))
 	err := s.write(ctx, op, func(tx *sql.Tx) error {
 		a := s.appender(ctx, tx)
+		sctx := context.WithoutCancel(ctx) // see appender
 		first := make(map[dupKey]int)
 		for i, m := range msgs {
 			if err := ctx.Err(); err != nil {
@@ -49,14 +50,14 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []storage.NewMessage) (
 				}
 				first[k] = i
 			}
-			ok, err := a.member(m.ConversationID, m.SenderID)
+			ok, err := a.member(sctx, m.ConversationID, m.SenderID)
 			if err != nil {
 				return err
 			}
 			if !ok {
 				// A sender who has left since still gets their original
 				// back.
-				orig, found, err := a.duplicate(m)
+				orig, found, err := a.duplicate(sctx, m)
 				switch {
 				case err != nil:
 					return err
@@ -67,13 +68,13 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []storage.NewMessage) (
 				}
 				continue
 			}
-			msg, inserted, err := a.append(m)
+			msg, inserted, err := a.append(sctx, m)
 			if err != nil {
 				return fmt.Errorf("message %s: %w", m.ID, err)
 			}
 			results[i] = storage.AppendResult{Message: msg, Duplicate: !inserted}
 		}
-		return a.flush()
+		return a.flush(sctx)
 	})
 	if err != nil {
 		return nil, err
@@ -125,10 +126,10 @@ func (s *Store) RecallMessage(ctx context.Context, conversationID string, seq ui
 		recalled.Body = nil
 		recalled.RecalledAt = notice.CreatedAt
 		a := s.appender(ctx, tx)
-		if committed, err = a.notice(notice); err != nil {
+		if committed, err = a.notice(ctx, notice); err != nil {
 			return err
 		}
-		return a.flush()
+		return a.flush(ctx)
 	})
 	if err != nil {
 		return storage.Message{}, storage.Message{}, err

@@ -28,7 +28,7 @@ func testDirectCreatedOnce(t *testing.T, s storage.Store) {
 	a, b := f.user(), f.user()
 
 	id := newID("direct")
-	c, created, err := s.GetOrCreateDirect(f.ctx, id, a.ID, b.ID, at(5))
+	c, created, err := s.GetOrCreateDirect(f.ctx(), id, a.ID, b.ID, at(5))
 	require.NoError(t, err)
 	require.True(t, created)
 	require.Equal(t, storage.Conversation{
@@ -36,16 +36,16 @@ func testDirectCreatedOnce(t *testing.T, s storage.Store) {
 	}, c)
 
 	// Either way round, with any id, it is the same conversation.
-	again, created, err := s.GetOrCreateDirect(f.ctx, newID("direct"), b.ID, a.ID, at(9))
+	again, created, err := s.GetOrCreateDirect(f.ctx(), newID("direct"), b.ID, a.ID, at(9))
 	require.NoError(t, err)
 	require.False(t, created)
 	require.Equal(t, c, again)
 
-	got, err := s.GetConversation(f.ctx, id)
+	got, err := s.GetConversation(f.ctx(), id)
 	require.NoError(t, err)
 	require.Equal(t, c, got)
 
-	ms, err := s.ListMembers(f.ctx, id)
+	ms, err := s.ListMembers(f.ctx(), id)
 	require.NoError(t, err)
 	require.Len(t, ms, 2)
 	for _, m := range ms {
@@ -55,7 +55,7 @@ func testDirectCreatedOnce(t *testing.T, s storage.Store) {
 	require.ElementsMatch(t, []string{a.ID, b.ID}, []string{ms[0].UserID, ms[1].UserID})
 
 	// A different pair gets a different conversation.
-	other, created, err := s.GetOrCreateDirect(f.ctx, newID("direct"), a.ID, f.user().ID, at(5))
+	other, created, err := s.GetOrCreateDirect(f.ctx(), newID("direct"), a.ID, f.user().ID, at(5))
 	require.NoError(t, err)
 	require.True(t, created)
 	require.NotEqual(t, c.ID, other.ID)
@@ -79,7 +79,7 @@ func testDirectConcurrent(t *testing.T, s storage.Store) {
 			if i%2 == 1 {
 				x, y = y, x
 			}
-			c, created, err := s.GetOrCreateDirect(f.ctx, newID("direct"), x, y, at(0))
+			c, created, err := s.GetOrCreateDirect(f.ctx(), newID("direct"), x, y, at(0))
 			results[i] = result{c, created, err}
 		})
 	}
@@ -101,9 +101,9 @@ func testDirectUnknownUser(t *testing.T, s storage.Store) {
 	a := f.user()
 
 	id := newID("direct")
-	_, _, err := s.GetOrCreateDirect(f.ctx, id, a.ID, "nobody", at(0))
+	_, _, err := s.GetOrCreateDirect(f.ctx(), id, a.ID, "nobody", at(0))
 	require.ErrorIs(t, err, storage.ErrNotFound)
-	_, err = s.GetConversation(f.ctx, id)
+	_, err = s.GetConversation(f.ctx(), id)
 	require.ErrorIs(t, err, storage.ErrNotFound)
 }
 
@@ -114,7 +114,7 @@ func testGroupCreate(t *testing.T, s storage.Store) {
 	id := newID("group")
 	notice := f.notice(owner, 1)
 	notice.ConversationID = "ignored"
-	g, n, err := s.CreateGroup(f.ctx, storage.NewGroup{
+	g, n, err := s.CreateGroup(f.ctx(), storage.NewGroup{
 		ID: id, Title: "team", OwnerID: owner.ID, MemberIDs: []string{b.ID, c.ID},
 		CreatedAt: at(1), MaxMembers: 3, Notice: notice,
 	})
@@ -126,11 +126,11 @@ func testGroupCreate(t *testing.T, s storage.Store) {
 	notice.ConversationID = id
 	require.Equal(t, committed(notice, 1), n)
 
-	got, err := s.GetMessage(f.ctx, id, 1)
+	got, err := s.GetMessage(f.ctx(), id, 1)
 	require.NoError(t, err)
 	require.Equal(t, n, got)
 
-	ms, err := s.ListMembers(f.ctx, id)
+	ms, err := s.ListMembers(f.ctx(), id)
 	require.NoError(t, err)
 	require.Len(t, ms, 3)
 	require.Equal(t, owner.ID, ms[0].UserID, "ordered by join: the owner first")
@@ -149,12 +149,12 @@ func testGroupFull(t *testing.T, s storage.Store) {
 	us := f.users(3)
 
 	id := newID("group")
-	_, _, err := s.CreateGroup(f.ctx, storage.NewGroup{
+	_, _, err := s.CreateGroup(f.ctx(), storage.NewGroup{
 		ID: id, Title: "team", OwnerID: us[0].ID, MemberIDs: []string{us[1].ID, us[2].ID},
 		CreatedAt: at(1), MaxMembers: 2, Notice: f.notice(us[0], 1),
 	})
 	require.ErrorIs(t, err, storage.ErrGroupFull)
-	_, err = s.GetConversation(f.ctx, id)
+	_, err = s.GetConversation(f.ctx(), id)
 	require.ErrorIs(t, err, storage.ErrNotFound)
 }
 
@@ -163,18 +163,18 @@ func testGroupUnknownMember(t *testing.T, s storage.Store) {
 	owner := f.user()
 
 	id := newID("group")
-	_, _, err := s.CreateGroup(f.ctx, storage.NewGroup{
+	_, _, err := s.CreateGroup(f.ctx(), storage.NewGroup{
 		ID: id, Title: "team", OwnerID: owner.ID, MemberIDs: []string{"nobody"},
 		CreatedAt: at(1), MaxMembers: 10, Notice: f.notice(owner, 1),
 	})
 	require.ErrorIs(t, err, storage.ErrNotFound)
-	_, err = s.GetConversation(f.ctx, id)
+	_, err = s.GetConversation(f.ctx(), id)
 	require.ErrorIs(t, err, storage.ErrNotFound)
 }
 
 func testGetConversationNotFound(t *testing.T, s storage.Store) {
 	f := newFixture(t, s)
-	_, err := s.GetConversation(f.ctx, "nothing")
+	_, err := s.GetConversation(f.ctx(), "nothing")
 	require.ErrorIs(t, err, storage.ErrNotFound)
 }
 
@@ -196,7 +196,7 @@ func testListConversations(t *testing.T, s storage.Store) {
 	// g: the opening notice (by peer) and one from other, later than d.
 	gm := f.append(withTime(text(g, other, "hi"), at(30)))
 
-	list, err := s.ListConversations(f.ctx, me.ID)
+	list, err := s.ListConversations(f.ctx(), me.ID)
 	require.NoError(t, err)
 	require.Len(t, list, 3)
 	require.Equal(t, []string{g.ID, d.ID, quiet.ID}, []string{
@@ -226,14 +226,14 @@ func testListConversations(t *testing.T, s storage.Store) {
 	require.Equal(t, other.ID, qs.PeerID)
 
 	// The peer sees me as the peer, and unread counts from their side.
-	list, err = s.ListConversations(f.ctx, peer.ID)
+	list, err = s.ListConversations(f.ctx(), peer.ID)
 	require.NoError(t, err)
 	require.Len(t, list, 2)
 	require.Equal(t, d.ID, list[1].Conversation.ID)
 	require.Equal(t, me.ID, list[1].PeerID)
 	require.Equal(t, uint64(0), list[1].Unread, "the peer's own message at 4 marked 1..4 read for them")
 
-	list, err = s.ListConversations(f.ctx, "nobody")
+	list, err = s.ListConversations(f.ctx(), "nobody")
 	require.NoError(t, err)
 	require.Empty(t, list)
 }
@@ -244,11 +244,11 @@ func testListConversationsJoinPoint(t *testing.T, s storage.Store) {
 	g, _ := f.group(owner)
 	f.send(g, owner, 3) // seqs 2..4
 
-	n, err := s.AddMembers(f.ctx, g.ID, []string{late.ID}, 10, f.notice(owner, 40))
+	n, err := s.AddMembers(f.ctx(), g.ID, []string{late.ID}, 10, f.notice(owner, 40))
 	require.NoError(t, err)
 	require.Equal(t, uint64(5), n.Seq)
 
-	list, err := s.ListConversations(f.ctx, late.ID)
+	list, err := s.ListConversations(f.ctx(), late.ID)
 	require.NoError(t, err)
 	require.Len(t, list, 1)
 	require.Equal(t, uint64(5), list[0].Self.JoinedSeq)
@@ -256,7 +256,7 @@ func testListConversationsJoinPoint(t *testing.T, s storage.Store) {
 	require.Equal(t, uint64(1), list[0].Unread, "only the join notice is visible")
 
 	f.send(g, owner, 2)
-	list, err = s.ListConversations(f.ctx, late.ID)
+	list, err = s.ListConversations(f.ctx(), late.ID)
 	require.NoError(t, err)
 	require.Equal(t, uint64(3), list[0].Unread)
 	require.Equal(t, uint64(7), list[0].LastMessage.Seq)
@@ -280,22 +280,22 @@ func testMarkRead(t *testing.T, s storage.Store) {
 		{"clamped_to_last_seq", 100, 3, true},
 		{"clamped_again_is_unchanged", 100, 3, false},
 	} {
-		got, changed, err := s.MarkRead(f.ctx, d.ID, b.ID, step.seq)
+		got, changed, err := s.MarkRead(f.ctx(), d.ID, b.ID, step.seq)
 		require.NoError(t, err, step.name)
 		require.Equal(t, step.want, got, step.name)
 		require.Equal(t, step.changed, changed, step.name)
 	}
 
-	m, err := s.GetMember(f.ctx, d.ID, b.ID)
+	m, err := s.GetMember(f.ctx(), d.ID, b.ID)
 	require.NoError(t, err)
 	require.Equal(t, uint64(3), m.LastReadSeq)
-	list, err := s.ListConversations(f.ctx, b.ID)
+	list, err := s.ListConversations(f.ctx(), b.ID)
 	require.NoError(t, err)
 	require.Zero(t, list[0].Unread)
 
-	_, _, err = s.MarkRead(f.ctx, d.ID, f.user().ID, 1)
+	_, _, err = s.MarkRead(f.ctx(), d.ID, f.user().ID, 1)
 	require.ErrorIs(t, err, storage.ErrNotMember)
-	_, _, err = s.MarkRead(f.ctx, "nothing", a.ID, 1)
+	_, _, err = s.MarkRead(f.ctx(), "nothing", a.ID, 1)
 	require.ErrorIs(t, err, storage.ErrNotMember)
 }
 

@@ -20,7 +20,7 @@ var cursorTests = []test{
 // backlogs returns the device's backlogs keyed by conversation.
 func (f *fixture) backlogs(u storage.User, d storage.Device) map[string]storage.Backlog {
 	f.t.Helper()
-	bs, err := f.s.Backlogs(f.ctx, u.ID, d.ID)
+	bs, err := f.s.Backlogs(f.ctx(), u.ID, d.ID)
 	require.NoError(f.t, err)
 	out := make(map[string]storage.Backlog, len(bs))
 	for _, b := range bs {
@@ -34,7 +34,7 @@ func (f *fixture) backlogs(u storage.User, d storage.Device) map[string]storage.
 
 func (f *fixture) ack(d storage.Device, c storage.Conversation, seq uint64) {
 	f.t.Helper()
-	require.NoError(f.t, f.s.SaveCursors(f.ctx, []storage.Cursor{{DeviceID: d.ID, ConversationID: c.ID, Seq: seq}}))
+	require.NoError(f.t, f.s.SaveCursors(f.ctx(), []storage.Cursor{{DeviceID: d.ID, ConversationID: c.ID, Seq: seq}}))
 }
 
 func testBacklogsFollowCursors(t *testing.T, s storage.Store) {
@@ -66,12 +66,12 @@ func testBacklogsFollowCursors(t *testing.T, s storage.Store) {
 	}, f.backlogs(me, dev))
 
 	// Several cursors in one call.
-	require.NoError(t, s.SaveCursors(f.ctx, []storage.Cursor{
+	require.NoError(t, s.SaveCursors(f.ctx(), []storage.Cursor{
 		{DeviceID: dev.ID, ConversationID: d.ID, Seq: 4},
 		{DeviceID: dev.ID, ConversationID: g.ID, Seq: 1},
 	}))
 	require.Empty(t, f.backlogs(me, dev))
-	require.NoError(t, s.SaveCursors(f.ctx, nil))
+	require.NoError(t, s.SaveCursors(f.ctx(), nil))
 }
 
 func testCursorsNeverGoBack(t *testing.T, s storage.Store) {
@@ -83,7 +83,7 @@ func testCursorsNeverGoBack(t *testing.T, s storage.Store) {
 
 	f.ack(dev, d, 4)
 	f.ack(dev, d, 2)
-	require.NoError(t, s.SaveCursors(f.ctx, []storage.Cursor{
+	require.NoError(t, s.SaveCursors(f.ctx(), []storage.Cursor{
 		{DeviceID: dev.ID, ConversationID: d.ID, Seq: 3},
 		{DeviceID: dev.ID, ConversationID: d.ID, Seq: 1},
 	}))
@@ -97,7 +97,7 @@ func testBacklogsJoinPoints(t *testing.T, s storage.Store) {
 	g, _ := f.group(owner)
 	f.send(g, owner, 4) // seqs 2..5
 
-	n, err := s.AddMembers(f.ctx, g.ID, []string{me.ID}, 10, f.notice(owner, 50))
+	n, err := s.AddMembers(f.ctx(), g.ID, []string{me.ID}, 10, f.notice(owner, 50))
 	require.NoError(t, err)
 	require.Equal(t, uint64(6), n.Seq)
 
@@ -109,7 +109,7 @@ func testBacklogsJoinPoints(t *testing.T, s storage.Store) {
 
 	// Removed: nothing is owed any more, whatever happens next.
 	f.send(g, owner, 1)
-	_, err = s.RemoveMember(f.ctx, g.ID, me.ID, f.notice(owner, 60))
+	_, err = s.RemoveMember(f.ctx(), g.ID, me.ID, f.notice(owner, 60))
 	require.NoError(t, err)
 	f.send(g, owner, 1)
 	require.Empty(t, f.backlogs(me, dev))
@@ -152,7 +152,7 @@ func testCursorUnknownSkipped(t *testing.T, s storage.Store) {
 	d := f.direct(me, peer)
 	f.send(d, peer, 3)
 
-	require.NoError(t, s.SaveCursors(f.ctx, []storage.Cursor{
+	require.NoError(t, s.SaveCursors(f.ctx(), []storage.Cursor{
 		{DeviceID: dev.ID, ConversationID: "nothing", Seq: 3},
 		{DeviceID: "no-device", ConversationID: d.ID, Seq: 3},
 		{DeviceID: dev.ID, ConversationID: d.ID, Seq: 2},

@@ -49,7 +49,7 @@ func testHistoryPaging(t *testing.T, s storage.Store) {
 		t.Run(tc.name, func(t *testing.T) {
 			q := tc.q
 			q.ConversationID = d.ID
-			page, more, err := s.History(f.ctx, q)
+			page, more, err := s.History(f.ctx(), q)
 			require.NoError(t, err)
 			require.Equal(t, tc.want, seqs(page), "ascending, inside the bounds")
 			require.Equal(t, tc.hasMore, more)
@@ -84,7 +84,7 @@ func testHistoryWalk(t *testing.T, s storage.Store) {
 			anchor := uint64(0)
 			for pages := 0; ; pages++ {
 				require.Less(t, pages, 10, "paging does not end")
-				page, more, err := s.History(f.ctx, storage.HistoryQuery{
+				page, more, err := s.History(f.ctx(), storage.HistoryQuery{
 					ConversationID: d.ID, Anchor: anchor, Direction: tc.dir, Limit: 5, MinSeq: tc.minSeq,
 				})
 				require.NoError(t, err)
@@ -116,7 +116,7 @@ func testHistoryEmpty(t *testing.T, s storage.Store) {
 	d := f.direct(a, b)
 
 	for _, dir := range []storage.Direction{storage.Before, storage.After} {
-		page, more, err := s.History(f.ctx, storage.HistoryQuery{ConversationID: d.ID, Direction: dir, Limit: 10})
+		page, more, err := s.History(f.ctx(), storage.HistoryQuery{ConversationID: d.ID, Direction: dir, Limit: 10})
 		require.NoError(t, err)
 		require.Empty(t, page)
 		require.False(t, more)

@@ -17,12 +17,12 @@ var lifecycleTests = []test{
 
 func testEpochStable(t *testing.T, s storage.Store) {
 	f := newFixture(t, s)
-	e1, err := s.Epoch(f.ctx)
+	e1, err := s.Epoch(f.ctx())
 	require.NoError(t, err)
 	require.NotEmpty(t, e1)
 
 	f.user()
-	e2, err := s.Epoch(f.ctx)
+	e2, err := s.Epoch(f.ctx())
 	require.NoError(t, err)
 	require.Equal(t, e1, e2)
 }
@@ -39,19 +39,19 @@ func testClose(t *testing.T, s storage.Store) {
 		name string
 		call func() error
 	}{
-		{"epoch", func() error { _, err := s.Epoch(f.ctx); return err }},
-		{"get_user", func() error { _, err := s.GetUser(f.ctx, a.ID); return err }},
+		{"epoch", func() error { _, err := s.Epoch(f.ctx()); return err }},
+		{"get_user", func() error { _, err := s.GetUser(f.ctx(), a.ID); return err }},
 		{"create_user", func() error {
-			return s.CreateUser(f.ctx, storage.User{ID: newID("user"), Username: newID("name"), CreatedAt: at(0)})
+			return s.CreateUser(f.ctx(), storage.User{ID: newID("user"), Username: newID("name"), CreatedAt: at(0)})
 		}},
-		{"append_messages", func() error { _, err := s.AppendMessages(f.ctx, []storage.NewMessage{text(d, a, "x")}); return err }},
+		{"append_messages", func() error { _, err := s.AppendMessages(f.ctx(), []storage.NewMessage{text(d, a, "x")}); return err }},
 		{"history", func() error {
-			_, _, err := s.History(f.ctx, storage.HistoryQuery{ConversationID: d.ID, Direction: storage.Before, Limit: 1})
+			_, _, err := s.History(f.ctx(), storage.HistoryQuery{ConversationID: d.ID, Direction: storage.Before, Limit: 1})
 			return err
 		}},
-		{"backlogs", func() error { _, err := s.Backlogs(f.ctx, a.ID, "device"); return err }},
+		{"backlogs", func() error { _, err := s.Backlogs(f.ctx(), a.ID, "device"); return err }},
 		{"save_cursors", func() error {
-			return s.SaveCursors(f.ctx, []storage.Cursor{{DeviceID: "device", ConversationID: d.ID, Seq: 1}})
+			return s.SaveCursors(f.ctx(), []storage.Cursor{{DeviceID: "device", ConversationID: d.ID, Seq: 1}})
 		}},
 	}
 	for _, c := range calls {
@@ -64,7 +64,7 @@ func testCanceledContext(t *testing.T, s storage.Store) {
 	a, b := f.user(), f.user()
 	d := f.direct(a, b)
 
-	ctx, cancel := context.WithCancel(f.ctx)
+	ctx, cancel := context.WithCancel(f.ctx())
 	cancel()
 	calls := []struct {
 		name string
@@ -80,7 +80,7 @@ func testCanceledContext(t *testing.T, s storage.Store) {
 	for _, c := range calls {
 		require.ErrorIs(t, c.call(), context.Canceled, c.name)
 	}
-	c, err := s.GetConversation(f.ctx, d.ID)
+	c, err := s.GetConversation(f.ctx(), d.ID)
 	require.NoError(t, err)
 	require.Zero(t, c.LastSeq, "a canceled append commits nothing")
 }

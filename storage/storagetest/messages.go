@@ -33,7 +33,7 @@ func testAppendAssignsSeq(t *testing.T, s storage.Store) {
 		withTime(text(d, b, "two"), at(11)),
 		withTime(text(d, a, "three"), at(12)),
 	}
-	res, err := s.AppendMessages(f.ctx, in)
+	res, err := s.AppendMessages(f.ctx(), in)
 	require.NoError(t, err)
 	require.Len(t, res, 3)
 	for i, r := range res {
@@ -41,12 +41,12 @@ func testAppendAssignsSeq(t *testing.T, s storage.Store) {
 		require.False(t, r.Duplicate)
 		require.Equal(t, committed(in[i], uint64(i+1)), r.Message, "results follow the input order")
 
-		got, err := s.GetMessage(f.ctx, d.ID, uint64(i+1))
+		got, err := s.GetMessage(f.ctx(), d.ID, uint64(i+1))
 		require.NoError(t, err)
 		require.Equal(t, r.Message, got)
 	}
 
-	c, err := s.GetConversation(f.ctx, d.ID)
+	c, err := s.GetConversation(f.ctx(), d.ID)
 	require.NoError(t, err)
 	require.Equal(t, uint64(3), c.LastSeq)
 	require.Equal(t, at(12), c.LastMessageAt)
@@ -56,7 +56,7 @@ func testAppendAssignsSeq(t *testing.T, s storage.Store) {
 	require.Equal(t, uint64(4), next[0].Seq)
 
 	// An empty batch is fine and commits nothing.
-	res, err = s.AppendMessages(f.ctx, nil)
+	res, err = s.AppendMessages(f.ctx(), nil)
 	require.NoError(t, err)
 	require.Empty(t, res)
 }
@@ -82,7 +82,7 @@ func testConcurrentSenders(t *testing.T, s storage.Store) {
 				for j := range msgs {
 					msgs[j] = text(g, u, fmt.Sprintf("%d", sent+j))
 				}
-				res, err := s.AppendMessages(f.ctx, msgs)
+				res, err := s.AppendMessages(f.ctx(), msgs)
 				if err != nil {
 					errs <- err
 					return
@@ -107,11 +107,11 @@ func testConcurrentSenders(t *testing.T, s storage.Store) {
 	}
 
 	total := uint64(1 + len(us)*perSender) // the notice, then the sends
-	c, err := s.GetConversation(f.ctx, g.ID)
+	c, err := s.GetConversation(f.ctx(), g.ID)
 	require.NoError(t, err)
 	require.Equal(t, total, c.LastSeq)
 
-	msgs, more, err := s.History(f.ctx, storage.HistoryQuery{
+	msgs, more, err := s.History(f.ctx(), storage.HistoryQuery{
 		ConversationID: g.ID, Direction: storage.After, Limit: int(total) + 10,
 	})
 	require.NoError(t, err)
@@ -135,7 +135,7 @@ func testIdempotentAcrossBatches(t *testing.T, s storage.Store) {
 	// A retry after a reconnect: a new message id, the same client_msg_id.
 	retry := text(d, a, "once, again")
 	retry.ClientMsgID = orig.ClientMsgID
-	res, err := s.AppendMessages(f.ctx, []storage.NewMessage{retry, text(d, b, "other")})
+	res, err := s.AppendMessages(f.ctx(), []storage.NewMessage{retry, text(d, b, "other")})
 	require.NoError(t, err)
 	require.NoError(t, res[0].Err)
 	require.True(t, res[0].Duplicate)
@@ -143,7 +143,7 @@ func testIdempotentAcrossBatches(t *testing.T, s storage.Store) {
 	require.False(t, res[1].Duplicate)
 	require.Equal(t, uint64(2), res[1].Message.Seq, "the duplicate took no seq")
 
-	_, err = s.GetMessage(f.ctx, d.ID, 3)
+	_, err = s.GetMessage(f.ctx(), d.ID, 3)
 	require.ErrorIs(t, err, storage.ErrNotFound)
 }
 
@@ -157,7 +157,7 @@ func testIdempotentWithinBatch(t *testing.T, s storage.Store) {
 	m2.ClientMsgID = m1.ClientMsgID
 	m3 := text(d, a, "third")
 
-	res, err := s.AppendMessages(f.ctx, []storage.NewMessage{m1, m2, m3})
+	res, err := s.AppendMessages(f.ctx(), []storage.NewMessage{m1, m2, m3})
 	require.NoError(t, err)
 	require.False(t, res[0].Duplicate)
 	require.Equal(t, committed(m1, 1), res[0].Message)
@@ -165,7 +165,7 @@ func testIdempotentWithinBatch(t *testing.T, s storage.Store) {
 	require.Equal(t, res[0].Message, res[1].Message, "a duplicate in the batch yields the first")
 	require.Equal(t, committed(m3, 2), res[2].Message)
 
-	c, err := s.GetConversation(f.ctx, d.ID)
+	c, err := s.GetConversation(f.ctx(), d.ID)
 	require.NoError(t, err)
 	require.Equal(t, uint64(2), c.LastSeq)
 }
@@ -192,7 +192,7 @@ func testIdempotencyKeyScope(t *testing.T, s storage.Store) {
 	s2 := f.notice(a, 3)
 	s2.ConversationID = g.ID
 
-	res, err := s.AppendMessages(f.ctx, []storage.NewMessage{m1, m2, m3, m4, s1, s2})
+	res, err := s.AppendMessages(f.ctx(), []storage.NewMessage{m1, m2, m3, m4, s1, s2})
 	require.NoError(t, err)
 	for i, r := range res {
 		require.NoError(t, r.Err)
@@ -211,7 +211,7 @@ func testNotMember(t *testing.T, s storage.Store) {
 	unknown := text(d, a, "nowhere")
 	unknown.ConversationID = "nothing"
 	intruder := text(d, stranger, "let me in")
-	res, err := s.AppendMessages(f.ctx, []storage.NewMessage{
+	res, err := s.AppendMessages(f.ctx(), []storage.NewMessage{
 		text(d, a, "1"), intruder, text(d, b, "2"), unknown,
 	})
 	require.NoError(t, err, "a non-member fails only its own message")
@@ -226,7 +226,7 @@ func testNotMember(t *testing.T, s storage.Store) {
 
 	// The refused message left nothing behind, not even its key.
 	intruder.ID = newID("msg")
-	res, err = s.AppendMessages(f.ctx, []storage.NewMessage{intruder})
+	res, err = s.AppendMessages(f.ctx(), []storage.NewMessage{intruder})
 	require.NoError(t, err)
 	require.ErrorIs(t, res[0].Err, storage.ErrNotMember)
 	require.False(t, res[0].Duplicate)
@@ -247,7 +247,7 @@ func testSenderReadAdvances(t *testing.T, s storage.Store) {
 		{b, 4},
 		{c, 5},
 	} {
-		m, err := s.GetMember(f.ctx, g.ID, tc.user.ID)
+		m, err := s.GetMember(f.ctx(), g.ID, tc.user.ID)
 		require.NoError(t, err)
 		require.Equal(t, tc.want, m.LastReadSeq, "user %s", tc.user.ID)
 	}
@@ -259,9 +259,9 @@ func testGetMessageNotFound(t *testing.T, s storage.Store) {
 	d := f.direct(a, b)
 	f.send(d, a, 1)
 
-	_, err := s.GetMessage(f.ctx, d.ID, 2)
+	_, err := s.GetMessage(f.ctx(), d.ID, 2)
 	require.ErrorIs(t, err, storage.ErrNotFound)
-	_, err = s.GetMessage(f.ctx, "nothing", 1)
+	_, err = s.GetMessage(f.ctx(), "nothing", 1)
 	require.ErrorIs(t, err, storage.ErrNotFound)
 }
 
@@ -272,7 +272,7 @@ func testRecall(t *testing.T, s storage.Store) {
 	sent := f.send(d, a, 2)
 
 	notice := f.notice(a, 60)
-	recalled, n, err := s.RecallMessage(f.ctx, d.ID, 1, notice)
+	recalled, n, err := s.RecallMessage(f.ctx(), d.ID, 1, notice)
 	require.NoError(t, err)
 	want := sent[0]
 	want.Body = nil
@@ -281,15 +281,15 @@ func testRecall(t *testing.T, s storage.Store) {
 	notice.ConversationID = d.ID
 	require.Equal(t, committed(notice, 3), n, "the notice takes the next seq")
 
-	got, err := s.GetMessage(f.ctx, d.ID, 1)
+	got, err := s.GetMessage(f.ctx(), d.ID, 1)
 	require.NoError(t, err)
 	require.Equal(t, want, got)
 
-	page, _, err := s.History(f.ctx, storage.HistoryQuery{ConversationID: d.ID, Direction: storage.After, Limit: 10})
+	page, _, err := s.History(f.ctx(), storage.HistoryQuery{ConversationID: d.ID, Direction: storage.After, Limit: 10})
 	require.NoError(t, err)
 	require.Equal(t, []storage.Message{want, sent[1], n}, page)
 
-	c, err := s.GetConversation(f.ctx, d.ID)
+	c, err := s.GetConversation(f.ctx(), d.ID)
 	require.NoError(t, err)
 	require.Equal(t, uint64(3), c.LastSeq)
 }
@@ -300,7 +300,7 @@ func testRecallConflicts(t *testing.T, s storage.Store) {
 	g, _ := f.group(owner, b)
 	f.send(g, b, 1) // seq 2
 
-	_, _, err := s.RecallMessage(f.ctx, g.ID, 2, f.notice(b, 60))
+	_, _, err := s.RecallMessage(f.ctx(), g.ID, 2, f.notice(b, 60))
 	require.NoError(t, err)
 
 	for _, tc := range []struct {
@@ -312,13 +312,13 @@ func testRecallConflicts(t *testing.T, s storage.Store) {
 		{"system_message", 1, storage.ErrConflict},
 		{"unknown_seq", 99, storage.ErrNotFound},
 	} {
-		_, _, err := s.RecallMessage(f.ctx, g.ID, tc.seq, f.notice(b, 61))
+		_, _, err := s.RecallMessage(f.ctx(), g.ID, tc.seq, f.notice(b, 61))
 		require.ErrorIs(t, err, tc.want, tc.name)
 	}
-	_, _, err = s.RecallMessage(f.ctx, "nothing", 1, f.notice(b, 61))
+	_, _, err = s.RecallMessage(f.ctx(), "nothing", 1, f.notice(b, 61))
 	require.ErrorIs(t, err, storage.ErrNotFound)
 
-	c, err := s.GetConversation(f.ctx, g.ID)
+	c, err := s.GetConversation(f.ctx(), g.ID)
 	require.NoError(t, err)
 	require.Equal(t, uint64(3), c.LastSeq, "failed recalls append no notice")
 }

@@ -74,21 +74,23 @@ func newID(prefix string) string {
 // fixture builds a store's state for one test. Its methods fail the test
 // on error, so they are called from the test goroutine only.
 type fixture struct {
-	t   *testing.T
-	s   storage.Store
-	ctx context.Context
+	t *testing.T
+	s storage.Store
 }
 
 func newFixture(t *testing.T, s storage.Store) *fixture {
-	return &fixture{t: t, s: s, ctx: t.Context()}
+	return &fixture{t: t, s: s}
 }
+
+// ctx is the test's context.
+func (f *fixture) ctx() context.Context { return f.t.Context() }
 
 // user creates a user.
 func (f *fixture) user() storage.User {
 	f.t.Helper()
 	id := newID("user")
 	u := storage.User{ID: id, Username: "name-" + id, DisplayName: "User " + id, PasswordHash: "$argon2id$v=19$x", CreatedAt: at(0)}
-	require.NoError(f.t, f.s.CreateUser(f.ctx, u))
+	require.NoError(f.t, f.s.CreateUser(f.ctx(), u))
 	return u
 }
 
@@ -107,14 +109,14 @@ func (f *fixture) users(n int) []storage.User {
 func (f *fixture) device(u storage.User, hash []byte) storage.Device {
 	f.t.Helper()
 	d := storage.Device{ID: newID("device"), UserID: u.ID, Name: "phone", CreatedAt: at(0)}
-	require.NoError(f.t, f.s.CreateDevice(f.ctx, d, storage.RefreshToken{Hash: hash, DeviceID: d.ID, ExpiresAt: at(3600)}))
+	require.NoError(f.t, f.s.CreateDevice(f.ctx(), d, storage.RefreshToken{Hash: hash, DeviceID: d.ID, ExpiresAt: at(3600)}))
 	return d
 }
 
 // direct returns the direct conversation of a and b.
 func (f *fixture) direct(a, b storage.User) storage.Conversation {
 	f.t.Helper()
-	c, _, err := f.s.GetOrCreateDirect(f.ctx, newID("direct"), a.ID, b.ID, at(0))
+	c, _, err := f.s.GetOrCreateDirect(f.ctx(), newID("direct"), a.ID, b.ID, at(0))
 	require.NoError(f.t, err)
 	return c
 }
@@ -126,7 +128,7 @@ func (f *fixture) group(owner storage.User, members ...storage.User) (storage.Co
 	for i, m := range members {
 		ids[i] = m.ID
 	}
-	c, n, err := f.s.CreateGroup(f.ctx, storage.NewGroup{
+	c, n, err := f.s.CreateGroup(f.ctx(), storage.NewGroup{
 		ID: newID("group"), Title: "team", OwnerID: owner.ID, MemberIDs: ids,
 		CreatedAt: at(0), MaxMembers: 100, Notice: f.notice(owner, 0),
 	})
@@ -153,7 +155,7 @@ func text(c storage.Conversation, sender storage.User, body string) storage.NewM
 // append appends msgs and requires every one to commit.
 func (f *fixture) append(msgs ...storage.NewMessage) []storage.Message {
 	f.t.Helper()
-	res, err := f.s.AppendMessages(f.ctx, msgs)
+	res, err := f.s.AppendMessages(f.ctx(), msgs)
 	require.NoError(f.t, err)
 	require.Len(f.t, res, len(msgs))
 	out := make([]storage.Message, len(res))
