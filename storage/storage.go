@@ -253,7 +253,8 @@ type Store interface {
 	// sees a different epoch knows the store was reset or replaced.
 	Epoch(ctx context.Context) (string, error)
 
-	// Close releases the store. Calls after Close return ErrUnavailable.
+	// Close releases the store. It is idempotent. Calls to other methods
+	// after Close return ErrUnavailable.
 	Close() error
 }
 
@@ -277,11 +278,14 @@ type DeviceStore interface {
 	// GetDevice returns a device (revoked or not), or ErrNotFound.
 	GetDevice(ctx context.Context, id string) (Device, error)
 	// RotateRefreshToken atomically spends the token with hash oldHash and
-	// stores next for the same device. Outcomes:
-	//   - ErrNotFound: no such token, or it expired.
-	//   - ErrRevoked: the device was revoked.
-	//   - ErrTokenReused: the token was already spent; the device is revoked
-	//     in the same transaction.
+	// stores next for the same device. Outcomes, checked in this order:
+	//   - ErrNotFound: no such token.
+	//   - ErrRevoked: the device was revoked (its tokens are spent too, so
+	//     this comes before the reuse check).
+	//   - ErrTokenReused: the token was already spent (even if it has
+	//     expired since); the device is revoked and its tokens spent in the
+	//     same, committed transaction; next is not stored.
+	//   - ErrNotFound: the token expired (ExpiresAt <= now).
 	//   - nil: the token is spent, next is live; returns the device.
 	// next.DeviceID is ignored (the device of oldHash is used).
 	RotateRefreshToken(ctx context.Context, oldHash []byte, next RefreshToken, now time.Time) (Device, error)
@@ -301,20 +305,27 @@ type ConversationStore interface {
 	// created reports which. ErrNotFound when either user does not exist.
 	GetOrCreateDirect(ctx context.Context, id, a, b string, now time.Time) (c Conversation, created bool, err error)
 	// CreateGroup creates a group with its owner (RoleOwner) and members
-	// (RoleMember), all joined at seq 1, which is g.Notice. ErrNotFound when
-	// a member does not exist; ErrGroupFull when there are too many.
+	// (RoleMember; repeats and the owner among them are ignored), all
+	// joined at seq 1, which is g.Notice. ErrNotFound when a member does
+	// not exist; ErrGroupFull when there are too many (g.MaxMembers <= 0
+	// means no limit).
 	CreateGroup(ctx context.Context, g NewGroup) (Conversation, Message, error)
 	// GetConversation returns a conversation, or ErrNotFound.
 	GetConversation(ctx context.Context, id string) (Conversation, error)
-	// GetMember returns a membership, or ErrNotMember.
+	// GetMember returns a membership, or ErrNotMember (also when the
+	// conversation does not exist).
 	GetMember(ctx context.Context, conversationID, userID string) (Member, error)
-	// ListMembers returns a conversation's members ordered by join.
+	// ListMembers returns a conversation's members ordered by join (a
+	// group's owner first), or ErrNotFound when the conversation does not
+	// exist.
 	ListMembers(ctx context.Context, conversationID string) ([]Member, error)
 	// AddMembers adds users (RoleMember) to a group and appends notice; the
-	// new members join at the notice's seq. ErrNotGroup, ErrNotFound (a
-	// user does not exist), ErrConflict (all of them are members already;
-	// those that are already members are otherwise skipped), ErrGroupFull
-	// (the result would exceed maxMembers).
+	// new members join at the notice's seq, with LastReadSeq one below it.
+	// ErrNotGroup, ErrNotFound (the conversation or a user does not exist),
+	// ErrConflict (all of them are members already; those that are already
+	// members are otherwise skipped), ErrGroupFull (the result would exceed
+	// maxMembers; <= 0 means no limit). notice.ConversationID is ignored,
+	// here and in RemoveMember and RecallMessage.
 	AddMembers(ctx context.Context, conversationID string, userIDs []string, maxMembers int, notice NewMessage) (Message, error)
 	// RemoveMember deletes a membership and appends notice. ErrNotGroup,
 	// ErrNotMember.
@@ -338,6 +349,8 @@ type MessageStore interface {
 	// carries the original and Duplicate. A duplicate inside one batch
 	// yields the first. The sender's LastReadSeq advances to the seq of
 	// its own message. An error return means nothing was committed.
+	// A committed key is reported as a duplicate even when its sender is no
+	// longer a member; a repeat inside the batch has Duplicate set too.
 	AppendMessages(ctx context.Context, msgs []NewMessage) ([]AppendResult, error)
 	// GetMessage returns one message, or ErrNotFound.
 	GetMessage(ctx context.Context, conversationID string, seq uint64) (Message, error)
@@ -349,13 +362,16 @@ type MessageStore interface {
 	RecallMessage(ctx context.Context, conversationID string, seq uint64, notice NewMessage) (recalled Message, committed Message, err error)
 	// History returns up to q.Limit messages in ascending seq order and
 	// whether more lie beyond the page in q.Direction (never below
-	// q.MinSeq).
+	// q.MinSeq). An unknown conversation has an empty history.
 	History(ctx context.Context, q HistoryQuery) ([]Message, bool, error)
 }
 
 // CursorStore holds per-device delivery cursors.
 type CursorStore interface {
-	// SaveCursors raises each cursor to its Seq (never lowers it).
+	// SaveCursors raises each cursor to its Seq (never lowers it), clamped
+	// to the conversation's LastSeq so that a bogus ack cannot hide later
+	// messages. Entries naming an unknown device or conversation are
+	// skipped, so one bad entry does not fail a batch of acks.
 	SaveCursors(ctx context.Context, cursors []Cursor) error
 	// Backlogs returns, in one query, the conversations of the device's
 	// user in which the device has not acknowledged the newest message,
