@@ -34,7 +34,8 @@ BENCH ?= .
 BENCH_COUNT ?= 1
 BENCH_PKGS ?= ./...
 RUN_FLAGS ?=
-# buf breaking compares proto/ with this commit and with its parent.
+# buf breaking compares proto/ with this commit and with its parent (HEAD
+# when there is no such branch).
 BREAKING_AGAINST ?= main
 
 .PHONY: help
@@ -53,6 +54,7 @@ build: ## Build bin/parleyd (server) and bin/parley (CLI)
 .PHONY: test
 test: tools checkgen ## Run every test with -race, after checking generated code is current
 	go test -race -timeout $(GO_TEST_TIMEOUT) $(GO_TEST_FLAGS) ./...
+	@# The TypeScript and browser tests join here with their issues.
 
 .PHONY: bench
 bench: ## Run Go benchmarks with -benchmem (BENCH=regexp BENCH_PKGS=./server/... BENCH_COUNT=n)
@@ -95,7 +97,8 @@ breaking: $(NPM_STAMP) protodeps ## Check proto/ for breaking changes against ma
 	@# .tmp/protovalidate module that buf.yaml lists, so buf refuses it. Export
 	@# each commit's tree instead and add the module to it.
 	@if [ ! -d .git ]; then echo "breaking: not a git checkout; skipped"; exit 0; fi
-	@for ref in $(BREAKING_AGAINST) $(BREAKING_AGAINST)~1; do \
+	@base=$(BREAKING_AGAINST); git rev-parse -q --verify "$$base^{commit}" >/dev/null || base=HEAD; \
+	for ref in "$$base" "$$base~1"; do \
 		if ! sha="$$(git rev-parse -q --verify "$$ref^{commit}")"; then \
 			echo "breaking: no commit $$ref (first commit?); skipped"; continue; \
 		fi; \

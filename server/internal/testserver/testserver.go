@@ -118,7 +118,6 @@ func WithEnv(kv ...string) Option {
 // URL, Addr, DataDir and Output. tb.Cleanup kills the process if the test
 // has not stopped it.
 type Server struct {
-	tb   testing.TB
 	bin  string
 	opts options
 	out  *syncBuffer // stdout and stderr of every run, in order
@@ -133,7 +132,7 @@ type Server struct {
 // then in the test log.
 func Start(tb testing.TB, opts ...Option) *Server {
 	tb.Helper()
-	s := &Server{tb: tb, bin: Build(tb), out: new(syncBuffer)}
+	s := &Server{bin: Build(tb), out: new(syncBuffer)}
 	for _, opt := range opts {
 		opt(&s.opts)
 	}
