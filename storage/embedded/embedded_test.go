@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -239,4 +241,73 @@ func appendOK(t testing.TB, s storage.Store, msgs ...storage.NewMessage) storage
 		require.NoError(t, r.Err)
 	}
 	return res[len(res)-1].Message
+}
+
+// TestCloseDuringCalls closes the store under concurrent appends and reads:
+// each call either completes or fails with ErrUnavailable.
+func TestCloseDuringCalls(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := open(t, filepath.Join(t.TempDir(), "parley.db"))
+	a, b := user(t, s, "a"), user(t, s, "b")
+	c, _, err := s.GetOrCreateDirect(ctx, "c1", a.ID, b.ID, time.Now())
+	require.NoError(t, err)
+
+	started := make(chan struct{})
+	errs := make(chan error, 4)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				if i == 10 && w == 0 {
+					close(started)
+				}
+				var err error
+				if w%2 == 0 {
+					_, err = s.AppendMessages(ctx, []storage.NewMessage{{
+						ID: fmt.Sprintf("m%d-%d", w, i), ConversationID: c.ID, SenderID: a.ID,
+						ClientMsgID: fmt.Sprintf("c%d-%d", w, i), Kind: storage.MessageText, Body: []byte("x"),
+					}})
+				} else {
+					_, _, err = s.History(ctx, storage.HistoryQuery{ConversationID: c.ID, Direction: storage.Before, Limit: 10})
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	<-started
+	require.NoError(t, s.Close())
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.ErrorIs(t, err, storage.ErrUnavailable)
+	}
+}
+
+// TestNoGoroutineLeak: after Close, the store's goroutines (the
+// checkpointer, database/sql's openers) are gone. Not parallel: it counts
+// the process's goroutines.
+func TestNoGoroutineLeak(t *testing.T) {
+	base := runtime.NumGoroutine()
+	s, err := embedded.Open(t.Context(), embedded.Config{Path: filepath.Join(t.TempDir(), "parley.db")})
+	require.NoError(t, err)
+	a, b := user(t, s, "a"), user(t, s, "b")
+	c, _, err := s.GetOrCreateDirect(t.Context(), "c1", a.ID, b.ID, time.Now())
+	require.NoError(t, err)
+	appendOK(t, s, storage.NewMessage{ID: "m1", ConversationID: c.ID, SenderID: a.ID, Kind: storage.MessageText, Body: []byte("x")})
+	_, err = s.ListConversations(t.Context(), a.ID)
+	require.NoError(t, err)
+
+	require.NoError(t, s.Close())
+	require.NoError(t, s.Close())
+	// A bounded poll (as nats' checkFor): database/sql's goroutines end
+	// shortly after Close returns. require.Eventually would count its own.
+	deadline := time.Now().Add(5 * time.Second)
+	for n := runtime.NumGoroutine(); n > base; n = runtime.NumGoroutine() {
+		require.True(t, time.Now().Before(deadline), "goroutines: %d, before Open: %d", n, base)
+		time.Sleep(10 * time.Millisecond)
+	}
 }

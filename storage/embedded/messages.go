@@ -9,6 +9,9 @@ import (
 	"github.com/parley-im/parley/storage"
 )
 
+// maxPage caps a history page.
+const maxPage = 10_000
+
 // dupKey is a message's idempotency key.
 type dupKey struct {
 	conversationID, senderID, clientMsgID string
@@ -140,13 +143,16 @@ func (s *Store) RecallMessage(ctx context.Context, conversationID string, seq ui
 // History returns a page of a conversation in ascending seq order, and
 // whether more messages lie beyond it in q.Direction (at or above
 // q.MinSeq). Before with Anchor 0 is the newest page. A Limit below 1 is
-// taken as 1. An unknown conversation has an empty history.
+// taken as 1, above 10,000 as 10,000. An unknown conversation has an empty
+// history.
 func (s *Store) History(ctx context.Context, q storage.HistoryQuery) ([]storage.Message, bool, error) {
 	const op = "history"
 	if err := s.check(ctx); err != nil {
 		return nil, false, s.fail(ctx, op, err)
 	}
-	limit := max(q.Limit, 1)
+	// The cap keeps limit+1 from overflowing; a page that large is a
+	// caller's bug, and has_more stays truthful.
+	limit := min(max(q.Limit, 1), maxPage)
 	var query string
 	anchor := i64(q.Anchor)
 	switch q.Direction {

@@ -16,7 +16,7 @@ var memberTests = []test{
 	{"add_members_group_full", testAddMembersFull},
 	{"add_members_unknown_user", testAddMembersUnknownUser},
 	{"remove_member", testRemoveMember},
-	{"not_group", testNotGroup},
+	{"not_group_or_not_found", testNotGroup},
 	{"list_members_not_found", testListMembersNotFound},
 }
 
@@ -53,8 +53,10 @@ func testAddMembers(t *testing.T, s storage.Store) {
 	for _, u := range []storage.User{b, c} {
 		m, err := s.GetMember(f.ctx(), g.ID, u.ID)
 		require.NoError(t, err)
-		require.Equal(t, storage.RoleMember, m.Role)
-		require.Equal(t, uint64(4), m.JoinedSeq, "joined at the notice's seq")
+		require.Equal(t, storage.Member{
+			ConversationID: g.ID, UserID: u.ID, Role: storage.RoleMember,
+			JoinedSeq: 4, LastReadSeq: 3, JoinedAt: at(50),
+		}, m, "joined at the notice's seq, having read what they cannot see")
 	}
 	got, err := s.GetConversation(f.ctx(), g.ID)
 	require.NoError(t, err)
@@ -158,6 +160,10 @@ func testNotGroup(t *testing.T, s storage.Store) {
 
 	_, err := s.AddMembers(f.ctx(), d.ID, []string{c.ID}, 10, f.notice(a, 5))
 	require.ErrorIs(t, err, storage.ErrNotGroup)
+	_, err = s.AddMembers(f.ctx(), "nothing", []string{c.ID}, 10, f.notice(a, 5))
+	require.ErrorIs(t, err, storage.ErrNotFound)
+	_, err = s.RemoveMember(f.ctx(), "nothing", b.ID, f.notice(a, 5))
+	require.ErrorIs(t, err, storage.ErrNotFound)
 	_, err = s.RemoveMember(f.ctx(), d.ID, b.ID, f.notice(a, 5))
 	require.ErrorIs(t, err, storage.ErrNotGroup)
 

@@ -16,6 +16,7 @@ var messageTests = []test{
 	{"idempotent_across_batches", testIdempotentAcrossBatches},
 	{"idempotent_within_batch", testIdempotentWithinBatch},
 	{"idempotency_key_scope", testIdempotencyKeyScope},
+	{"idempotent_after_leaving", testIdempotentAfterLeaving},
 	{"not_member_fails_only_its_message", testNotMember},
 	{"sender_read_advances", testSenderReadAdvances},
 	{"get_message_not_found", testGetMessageNotFound},
@@ -321,4 +322,26 @@ func testRecallConflicts(t *testing.T, s storage.Store) {
 	c, err := s.GetConversation(f.ctx(), g.ID)
 	require.NoError(t, err)
 	require.Equal(t, uint64(3), c.LastSeq, "failed recalls append no notice")
+}
+
+func testIdempotentAfterLeaving(t *testing.T, s storage.Store) {
+	f := newFixture(t, s)
+	owner, b := f.user(), f.user()
+	g, _ := f.group(owner, b)
+
+	orig := text(g, b, "sent before leaving")
+	first := f.append(orig)[0]
+	_, err := s.RemoveMember(f.ctx(), g.ID, b.ID, f.notice(b, 30))
+	require.NoError(t, err)
+
+	// The ack was lost; the client retries after it left. The message was
+	// committed, so the retry gets it back rather than a refusal.
+	retry := orig
+	retry.ID = newID("msg")
+	res, err := s.AppendMessages(f.ctx(), []storage.NewMessage{retry, text(g, b, "new")})
+	require.NoError(t, err)
+	require.NoError(t, res[0].Err)
+	require.True(t, res[0].Duplicate)
+	require.Equal(t, first, res[0].Message)
+	require.ErrorIs(t, res[1].Err, storage.ErrNotMember)
 }
