@@ -73,8 +73,8 @@ var _ storage.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the database at cfg.Path, applies pending
 // schema migrations in one transaction and returns the store. The caller
-// must Close it. Open fails if the file is not a Parley database or its
-// schema is newer than this binary knows.
+// must Close it. Open fails if the file is not a SQLite database, or its
+// schema is newer than this binary knows. ctx bounds Open only.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Path == "" {
 		return nil, errors.New("embedded: open: empty path")
@@ -126,7 +126,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 // created. It never changes for the life of the file.
 func (s *Store) Epoch(ctx context.Context) (string, error) {
 	if err := s.check(ctx); err != nil {
-		return "", fmt.Errorf("embedded: epoch: %w", err)
+		return "", s.fail(ctx, "epoch", err)
 	}
 	return s.epoch, nil
 }
