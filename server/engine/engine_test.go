@@ -3,7 +3,6 @@ package engine_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -207,7 +206,7 @@ func BenchmarkSend(b *testing.B) {
 		require.NoError(b, err)
 		convs[i] = conv.ID
 	}
-	e := engine.New(engine.DefaultConfig(), st, hub.New(hub.DefaultConfig()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	e := engine.New(engine.DefaultConfig(), st, hub.New(hub.DefaultConfig()), slog.New(slog.DiscardHandler))
 	e.Start()
 	defer e.Close(ctx)
 	b.ReportAllocs()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -57,7 +58,7 @@ func BenchmarkSendDeliver(b *testing.B) {
 		ss, err := p.from.chat.Connect(ctx)
 		require.NoError(b, err)
 		wg.Go(func() { // receiver
-			defer rs.CloseSend()
+			defer func() { _ = rs.CloseSend() }()
 			synced := false
 			got := 0
 			lat := make([]time.Duration, 0, perPair)
@@ -88,7 +89,7 @@ func BenchmarkSendDeliver(b *testing.B) {
 			finished <- struct{}{}
 		})
 		wg.Go(func() { // sender: acks are read and dropped
-			defer ss.CloseSend()
+			defer func() { _ = ss.CloseSend() }()
 			_ = ss.SendHeaders()
 			for {
 				res, err := ss.Receive()
@@ -114,7 +115,7 @@ func BenchmarkSendDeliver(b *testing.B) {
 					ClientMsgId:    strconv.Itoa(n),
 					Content:        &parleyv1.Content{Body: &parleyv1.Content_Text{Text: strconv.FormatInt(time.Now().UnixNano(), 10)}},
 				}}}})
-				if err != nil && err != io.EOF {
+				if err != nil && !errors.Is(err, io.EOF) {
 					errs <- fmt.Errorf("sender %d: %w", i, err)
 					return
 				}

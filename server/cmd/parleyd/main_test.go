@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -44,7 +43,7 @@ func startServerEnv(tb testing.TB, env map[string]string, args ...string) *testS
 	args = append([]string{"-listen", "127.0.0.1:0", "-data-dir", tb.TempDir(), "-log-level", "warn"}, args...)
 	go func() {
 		err := run(ctx, args, func(k string) string { return env[k] }, pw, io.Discard)
-		pw.CloseWithError(fmt.Errorf("run returned: %v", err))
+		pw.CloseWithError(fmt.Errorf("run returned: %w", err))
 		ts.done <- err
 	}()
 	sc := bufio.NewScanner(pr)
@@ -223,7 +222,7 @@ func TestBadFlagsAreReported(t *testing.T) {
 	require.ErrorContains(t, err, "max_group_size")
 	err = run(t.Context(), []string{"-nope"}, func(string) string { return "" }, io.Discard, &stderr)
 	require.Error(t, err)
-	require.False(t, errors.Is(err, context.Canceled))
+	require.NotErrorIs(t, err, context.Canceled)
 }
 
 func goroutines() string {
