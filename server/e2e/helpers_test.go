@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -34,6 +35,7 @@ type device struct {
 	client  *parley.Client
 	session *parley.Session
 	rec     *recorder
+	resume  func()        // opens the drain gate
 	drained chan struct{} // closed when the drain goroutine ends
 }
 
@@ -70,16 +72,30 @@ func (d *device) connect(t *testing.T, opts ...parley.SessionOption) {
 // connectNoWait opens the Session without waiting for catch-up.
 func (d *device) connectNoWait(t *testing.T, opts ...parley.SessionOption) {
 	t.Helper()
+	d.connectPaused(t, opts...)()
+}
+
+// connectPaused opens the Session but does not read its events until the
+// returned resume is called: the application is stalled.
+func (d *device) connectPaused(t *testing.T, opts ...parley.SessionOption) (resume func()) {
+	t.Helper()
 	opts = append([]parley.SessionOption{parley.WithBackoff(10*time.Millisecond, 250*time.Millisecond)}, opts...)
 	d.session = d.client.Connect(context.Background(), opts...)
 	d.rec = newRecorder(d.name)
 	d.drained = make(chan struct{})
-	go d.drain(d.session, d.rec, d.drained)
+	gate := make(chan struct{})
+	var once sync.Once
+	d.resume = func() { once.Do(func() { close(gate) }) }
+	go d.drain(d.session, d.rec, gate, d.drained)
 	t.Cleanup(func() { d.disconnect(t) })
+	return d.resume
 }
 
-func (d *device) drain(s *parley.Session, rec *recorder, done chan struct{}) {
+// drain records the Session's events once gate opens, until the Session
+// closes its channel. disconnect opens the gate, so it always ends.
+func (d *device) drain(s *parley.Session, rec *recorder, gate <-chan struct{}, done chan struct{}) {
 	defer close(done)
+	<-gate
 	for ev := range s.Events() {
 		rec.add(ev)
 	}
@@ -93,6 +109,7 @@ func (d *device) disconnect(t *testing.T) {
 		return
 	}
 	require.NoError(t, d.session.Close())
+	d.resume()
 	<-d.drained
 	d.session = nil
 }
@@ -144,7 +161,13 @@ func (r *recorder) waitFor(t *testing.T, what string, cond func(r *recorder) boo
 		case <-deadline:
 			r.mu.Lock()
 			defer r.mu.Unlock()
-			t.Fatalf("%s: timed out waiting for %s; %d events so far, last: %s", r.name, what, len(r.events), describeLast(r.events))
+			var others []string
+			for _, ev := range r.events {
+				if _, ok := ev.(*parley.MessageEvent); !ok {
+					others = append(others, describeLast([]parley.Event{ev}))
+				}
+			}
+			t.Fatalf("%s: timed out waiting for %s; %d events so far, last: %s; non-message events: %v", r.name, what, len(r.events), describeLast(r.events), others)
 		}
 	}
 }
@@ -153,7 +176,14 @@ func describeLast(evs []parley.Event) string {
 	if len(evs) == 0 {
 		return "none"
 	}
-	return fmt.Sprintf("%T %+v", evs[len(evs)-1], evs[len(evs)-1])
+	switch ev := evs[len(evs)-1].(type) {
+	case *parley.MessageEvent:
+		return fmt.Sprintf("message %s/%d", ev.Message.GetConversationId(), ev.Message.GetSeq())
+	case *parley.DisconnectedEvent:
+		return fmt.Sprintf("disconnected: %v", ev.Err)
+	default:
+		return fmt.Sprintf("%T", ev)
+	}
 }
 
 func (r *recorder) waitSynced(t *testing.T, n int) {
@@ -207,12 +237,14 @@ func waitEvent[T parley.Event](t *testing.T, r *recorder, what string, match fun
 }
 
 // history pages a conversation's whole visible history as the client sees it.
+// Pages hold 50 messages: 200 messages of up to 64 KiB each would exceed the
+// client's default 4 MiB read limit.
 func history(t *testing.T, c *parley.Client, conv string) []*parleyv1.Message {
 	t.Helper()
 	var all []*parleyv1.Message
 	var after uint64
 	for {
-		page, more, err := c.History(t.Context(), conv, after, 200)
+		page, more, err := c.History(t.Context(), conv, after, 50)
 		require.NoError(t, err)
 		all = append(all, page...)
 		if !more || len(page) == 0 {
@@ -310,3 +342,5 @@ func withBearer(ctx context.Context, token string) context.Context {
 	}
 	return ctx
 }
+
+func errorAs[T error](err error, target *T) bool { return errors.As(err, target) }

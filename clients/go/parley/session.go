@@ -13,6 +13,7 @@ import (
 
 	"connectrpc.com/connect/v2"
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 
 	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
 )
@@ -162,8 +163,9 @@ func (s *Session) Epoch() string {
 // client_msg_id (a UUIDv7) and returns the committed message once the server
 // acknowledged it. If the stream breaks first, the same client_msg_id is sent
 // again on the next stream, so at most one message is committed. The error is
-// ctx's, [ErrClosed], or the server's verdict as a *connect.Error
-// (InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, ...). After
+// ctx's, [ErrClosed], the server's verdict as a *connect.Error
+// (InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, ...), or
+// InvalidArgument for content that cannot be encoded (invalid UTF-8). After
 // a ctx error the message may or may not be committed: use [Session.SendWithID]
 // to be able to retry it.
 func (s *Session) Send(ctx context.Context, conversationID string, content *parleyv1.Content) (*parleyv1.Message, error) {
@@ -196,17 +198,19 @@ func (s *Session) SendWithID(ctx context.Context, conversationID, clientMsgID st
 		return nil, fmt.Errorf("parley: client_msg_id %q is pending for another conversation", clientMsgID)
 	}
 	if !ok {
-		s.order++
-		p = &pendingSend{
-			conversationID: conversationID,
-			frame: &parleyv1.ClientFrame{Kind: &parleyv1.ClientFrame_Send{Send: &parleyv1.SendFrame{
-				ConversationId: conversationID,
-				ClientMsgId:    clientMsgID,
-				Content:        content,
-			}}},
-			order: s.order,
-			done:  make(chan struct{}),
+		frame := &parleyv1.ClientFrame{Kind: &parleyv1.ClientFrame_Send{Send: &parleyv1.SendFrame{
+			ConversationId: conversationID,
+			ClientMsgId:    clientMsgID,
+			Content:        content,
+		}}}
+		// A frame that cannot be encoded (invalid UTF-8) would break every
+		// stream it is retried on: refuse it here.
+		if _, err := proto.Marshal(frame); err != nil {
+			s.mu.Unlock()
+			return nil, connect.NewError(connect.CodeInvalidArgument, "parley: cannot encode message: "+err.Error())
 		}
+		s.order++
+		p = &pendingSend{conversationID: conversationID, frame: frame, order: s.order, done: make(chan struct{})}
 		s.pending[clientMsgID] = p
 	}
 	p.waiters++

@@ -33,7 +33,8 @@ type conn struct {
 	welcome    chan *parleyv1.Welcome // capacity 1; the reader hands over the first frame
 	start      chan struct{}          // closed once the Welcome was processed
 	drain      chan struct{}          // closed to make the writer flush acks and close its side
-	errs       chan error             // capacity 2: one result per goroutine
+	readerErr  chan error             // capacity 1: the reader's result
+	writerErr  chan error             // capacity 1: the writer's result
 	readerDone chan struct{}
 	writerDone chan struct{}
 	lastRecv   atomic.Int64 // unix nanos of the latest frame
@@ -72,7 +73,8 @@ func (s *Session) connectOnce(ctx context.Context, attempt *int) error {
 		welcome:    make(chan *parleyv1.Welcome, 1),
 		start:      make(chan struct{}),
 		drain:      make(chan struct{}),
-		errs:       make(chan error, 2),
+		readerErr:  make(chan error, 1),
+		writerErr:  make(chan error, 1),
 		readerDone: make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
@@ -85,7 +87,7 @@ func (s *Session) connectOnce(ctx context.Context, attempt *int) error {
 	}
 	wg.Go(func() {
 		defer close(c.readerDone)
-		c.errs <- s.read(connCtx, c)
+		c.readerErr <- s.read(connCtx, c)
 	})
 
 	handshake := time.NewTimer(s.cfg.handshakeTimeout)
@@ -93,7 +95,7 @@ func (s *Session) connectOnce(ctx context.Context, attempt *int) error {
 	var welcome *parleyv1.Welcome
 	select {
 	case welcome = <-c.welcome:
-	case err := <-c.errs:
+	case err := <-c.readerErr:
 		teardown()
 		return s.afterFailure(ctx, creds.AccessToken, err)
 	case <-handshake.C:
@@ -117,18 +119,37 @@ func (s *Session) connectOnce(ctx context.Context, attempt *int) error {
 	s.logger.InfoContext(ctx, "parley: connected", "user_id", welcome.GetUserId())
 	wg.Go(func() {
 		defer close(c.writerDone)
-		c.errs <- s.write(connCtx, c, gen, hb)
+		c.writerErr <- s.write(connCtx, c, gen, hb)
 	})
 
 	select {
-	case err := <-c.errs:
-		teardown()
-		return s.afterFailure(ctx, creds.AccessToken, err)
+	case err = <-c.readerErr:
+	case err = <-c.writerErr:
+		if errors.Is(err, errHeartbeatTimeout) {
+			break
+		}
+		// A failed Send means the server ended the stream; why (a Resync
+		// frame, a status such as ResourceExhausted) is in what is left to
+		// read, so let the reader get there. It returns soon unless the
+		// application is not taking events, and then there is no point in
+		// reconnecting yet anyway.
+		grace := time.NewTimer(hb.timeout)
+		select {
+		case err = <-c.readerErr:
+		case <-grace.C:
+		case <-s.closing:
+			grace.Stop()
+			teardown()
+			return ErrClosed
+		}
+		grace.Stop()
 	case <-s.closing:
 		s.drainConn(c)
 		teardown()
 		return ErrClosed
 	}
+	teardown()
+	return s.afterFailure(ctx, creds.AccessToken, err)
 }
 
 // drainConn is the graceful end of a stream: once the application can receive

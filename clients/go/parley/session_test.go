@@ -205,6 +205,20 @@ func TestSessionSendWithIDAndErrors(t *testing.T) {
 		})
 	}
 
+	t.Run("unencodable_content", func(t *testing.T) {
+		_, err := s.SendWithID(t.Context(), "a", "bad-utf8", Text("ok\xff"))
+		require.Equal(t, connect.CodeInvalidArgument, connect.CodeOf(err))
+		// The stream is unharmed: the next send goes out on it.
+		done := make(chan error, 1)
+		go func() {
+			_, err := s.SendWithID(t.Context(), "a", "after-bad", Text("x"))
+			done <- err
+		}()
+		require.Equal(t, "after-bad", conn.next(t).GetSend().GetClientMsgId())
+		conn.send(&parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_SendAck{SendAck: &parleyv1.SendAck{ClientMsgId: "after-bad"}}})
+		require.NoError(t, <-done)
+	})
+
 	t.Run("context_cancelled", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)

@@ -1,0 +1,83 @@
+package e2e_test
+
+import (
+	"crypto/rand"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect/v2"
+	"github.com/stretchr/testify/require"
+
+	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
+	"github.com/parley-im/parley/clients/go/parley"
+)
+
+// TestSlowDeviceResyncs: a device that stops reading its stream while
+// messages keep coming is dropped by the server (Resync, or the stream ends
+// with ResourceExhausted) instead of being buffered for without bound; once
+// it reads again it reconnects and catches up fully.
+func TestSlowDeviceResyncs(t *testing.T) {
+	t.Parallel()
+	p := startParleyd(t, "-outbound-queue", "4")
+	alice := newUser(t, p.URL(), "alice", 1)
+	bob := newUser(t, p.URL(), "bob", 1)
+	dm := createDirect(t, alice, bob)
+	alice.dev(0).connect(t)
+	slow := bob.dev(0)
+	// A one-slot event queue: the Session stops reading its stream as soon
+	// as the application stops taking events.
+	resume := slow.connectPaused(t, parley.WithQueueSize(1))
+
+	// Large incompressible messages (the server gzips frames), so that the
+	// stalled stream's HTTP/2 flow-control window (4 MiB in Go's client)
+	// fills and the server's queue overflows.
+	const n, workers = 160, 8
+	body := randomText(60 << 10)
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				_, err := alice.client().Chat().SendMessage(t.Context(), &parleyv1.SendMessageRequest{
+					ConversationId: dm, ClientMsgId: fmt.Sprint("bulk-", i), Content: text(fmt.Sprint(i, body)),
+				})
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	last := lastSeq(t, alice, dm)
+	t.Logf("sent %d in %s", n, time.Since(start))
+	alice.dev(0).rec.waitSeq(t, dm, last)
+	t.Logf("fanned out after %s", time.Since(start))
+
+	resume()
+	dropped := waitEvent(t, slow.rec, "drop as a slow consumer", func(e *parley.DisconnectedEvent) bool {
+		var resync *parley.ResyncError
+		return errorAs(e.Err, &resync) || connect.CodeOf(e.Err) == connect.CodeResourceExhausted
+	})
+	t.Logf("dropped: %v", dropped.Err)
+	slow.rec.waitSeq(t, dm, last)
+	t.Logf("caught up after %s", time.Since(start))
+	requireSameMessages(t, history(t, bob.client(), dm), slow.rec.messages(dm), "caught up fully, once each, in order")
+	_, reconnected := find(slow.rec, func(e *parley.ConnectedEvent) bool { return e.Reconnect })
+	require.True(t, reconnected)
+}
+
+// randomText returns n random letters and digits.
+func randomText(n int) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
