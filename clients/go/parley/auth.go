@@ -198,7 +198,7 @@ func (s *unaryRetryStream) Receive(msg any) error {
 	if rerr != nil {
 		return rerr
 	}
-	_ = s.ClientStream.Close()
+	_ = s.Close() // the failed attempt
 	s.ClientStream = stream
 	if err := stream.Send(s.req); err != nil {
 		return err

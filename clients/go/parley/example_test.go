@@ -20,10 +20,12 @@ func ExampleLogin() {
 		parley.WithCredentialsHook(func(creds parley.Credentials) { save(creds) }),
 	)
 	if connect.CodeOf(err) == connect.CodeUnauthenticated {
-		log.Fatal("wrong username or password")
+		log.Print("wrong username or password")
+		return
 	}
 	if err != nil {
-		log.Fatal(err)
+		log.Print(err)
+		return
 	}
 	save(client.Credentials())
 }
@@ -31,14 +33,17 @@ func ExampleLogin() {
 func ExampleResume() {
 	client, err := parley.Resume("http://127.0.0.1:8080", load())
 	if err != nil {
-		log.Fatal(err)
+		log.Print(err)
+		return
 	}
 	res, err := client.Conversations().ListConversations(context.Background(), &parleyv1.ListConversationsRequest{})
 	if errors.Is(err, parley.ErrRevoked) {
-		log.Fatal("signed out: log in again")
+		log.Print("signed out: log in again")
+		return
 	}
 	if err != nil {
-		log.Fatal(err)
+		log.Print(err)
+		return
 	}
 	for _, c := range res.GetConversations() {
 		fmt.Println(c.GetConversation().GetId(), c.GetUnreadCount())
@@ -49,7 +54,8 @@ func ExampleClient_Connect() {
 	ctx := context.Background()
 	client, err := parley.Resume("http://127.0.0.1:8080", load())
 	if err != nil {
-		log.Fatal(err)
+		log.Print(err)
+		return
 	}
 	session := client.Connect(ctx)
 	defer session.Close()
@@ -62,7 +68,7 @@ func ExampleClient_Connect() {
 			fmt.Println(ev.Message.GetConversationId(), ev.Message.GetSeq(), ev.Message.GetContent().GetText())
 		case *parley.GapEvent:
 			// Older messages were skipped during catch-up: page them if needed.
-			msgs, _, err := client.History(ctx, ev.ConversationID, ev.FromSeq, 200)
+			msgs, _, err := client.History(ctx, ev.ConversationID, ev.FromSeq, 50)
 			if err == nil {
 				fmt.Println("fetched", len(msgs), "older messages")
 			}
@@ -70,7 +76,8 @@ func ExampleClient_Connect() {
 			fmt.Println("server history was reset: drop local state")
 		case *parley.DisconnectedEvent:
 			if ev.Final {
-				log.Fatal(ev.Err)
+				log.Print(ev.Err) // e.g. revoked: log in again
+				return
 			}
 		}
 	}
@@ -80,13 +87,15 @@ func ExampleSession_Send() {
 	ctx := context.Background()
 	client, err := parley.Resume("http://127.0.0.1:8080", load())
 	if err != nil {
-		log.Fatal(err)
+		log.Print(err)
+		return
 	}
 	dm, err := client.Conversations().CreateDirect(ctx, &parleyv1.CreateDirectRequest{
 		Peer: &parleyv1.CreateDirectRequest_Username{Username: "bob"},
 	})
 	if err != nil {
-		log.Fatal(err)
+		log.Print(err)
+		return
 	}
 	session := client.Connect(ctx)
 	defer session.Close()
@@ -96,10 +105,12 @@ func ExampleSession_Send() {
 	}()
 	msg, err := session.Send(ctx, dm.GetConversation().GetId(), parley.Text("hi bob"))
 	if connect.CodeOf(err) == connect.CodeInvalidArgument {
-		log.Fatal("message rejected: ", err)
+		log.Print("message rejected: ", err)
+		return
 	}
 	if err != nil {
-		log.Fatal(err)
+		log.Print(err)
+		return
 	}
 	fmt.Println("committed as seq", msg.GetSeq())
 }
@@ -108,7 +119,8 @@ func ExampleSession_SendWithID() {
 	ctx := context.Background()
 	client, err := parley.Resume("http://127.0.0.1:8080", load())
 	if err != nil {
-		log.Fatal(err)
+		log.Print(err)
+		return
 	}
 	session := client.Connect(ctx)
 	defer session.Close()
@@ -116,7 +128,8 @@ func ExampleSession_SendWithID() {
 	// it again after a crash returns the original instead of a copy.
 	ack, err := session.SendWithID(ctx, "conversation-id", "0190d1a0-7c1e-7000-8000-000000000001", parley.Text("hello"))
 	if err != nil {
-		log.Fatal(err)
+		log.Print(err)
+		return
 	}
 	fmt.Println(ack.GetMessage().GetSeq(), ack.GetDuplicate())
 }

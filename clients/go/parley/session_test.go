@@ -2,7 +2,6 @@ package parley
 
 import (
 	"context"
-	"errors"
 	"runtime"
 	"testing"
 	"time"
@@ -426,7 +425,7 @@ func TestErrorOf(t *testing.T) {
 	t.Parallel()
 	err := errorOf(&parleyv1.Error{Code: "permission_denied", Message: "not a member"})
 	var cerr *connect.Error
-	require.True(t, errors.As(err, &cerr))
+	require.ErrorAs(t, err, &cerr)
 	require.Equal(t, connect.CodePermissionDenied, cerr.Code())
 	require.Equal(t, "not a member", cerr.Message())
 }

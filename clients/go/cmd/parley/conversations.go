@@ -42,7 +42,7 @@ func (a *app) group(ctx context.Context, args []string) error {
 	switch sub, rest := args[0], args[1:]; sub {
 	case "create":
 		if len(rest) < 1 {
-			return fmt.Errorf("%w: group create TITLE [USER...]", errUsage)
+			return fmt.Errorf("%w: group create TITLE [USER ...]", errUsage)
 		}
 		ids, err := lookupAll(ctx, client, rest[1:])
 		if err != nil {
@@ -55,7 +55,7 @@ func (a *app) group(ctx context.Context, args []string) error {
 		fmt.Fprintln(a.stdout, res.GetConversation().GetId())
 	case "add":
 		if len(rest) < 2 {
-			return fmt.Errorf("%w: group add CONV USER...", errUsage)
+			return fmt.Errorf("%w: group add CONV USER [USER ...]", errUsage)
 		}
 		ids, err := lookupAll(ctx, client, rest[1:])
 		if err != nil {

@@ -13,7 +13,7 @@ import (
 
 func (a *app) send(ctx context.Context, args []string) error {
 	if len(args) < 2 {
-		return fmt.Errorf("%w: send CONV TEXT...", errUsage)
+		return fmt.Errorf("%w: send CONV TEXT [TEXT ...]", errUsage)
 	}
 	client, err := a.client()
 	if err != nil {
