@@ -34,8 +34,10 @@ type fakeServer struct {
 	url   string
 	conns chan *fakeConn
 
-	epoch     atomic.Pointer[string]
-	heartbeat time.Duration
+	epoch            atomic.Pointer[string]
+	heartbeat        time.Duration
+	heartbeatTimeout time.Duration
+	silent           bool // do not answer pings
 
 	mu         sync.Mutex
 	validToken string
@@ -53,7 +55,7 @@ type fakeConn struct {
 
 func newFakeServer(t *testing.T) *fakeServer {
 	t.Helper()
-	f := &fakeServer{conns: make(chan *fakeConn, 16), heartbeat: time.Hour, validToken: "access-0"}
+	f := &fakeServer{conns: make(chan *fakeConn, 16), heartbeat: time.Hour, heartbeatTimeout: 3 * time.Hour, validToken: "access-0"}
 	f.setEpoch("epoch-1")
 	server := connect.NewServer()
 	parleyv1connect.RegisterChatServiceHandler(server, f)
@@ -105,7 +107,7 @@ func (f *fakeServer) Connect(ctx context.Context, stream parleyv1connect.ChatSer
 		DeviceId:          "d1",
 		Epoch:             *f.epoch.Load(),
 		HeartbeatInterval: durationpb.New(f.heartbeat),
-		HeartbeatTimeout:  durationpb.New(3 * f.heartbeat),
+		HeartbeatTimeout:  durationpb.New(f.heartbeatTimeout),
 		ServerTime:        timestamppb.Now(),
 	}
 	if err := stream.Send(&parleyv1.ConnectResponse{Frame: &parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_Welcome{Welcome: welcome}}}); err != nil {
@@ -119,7 +121,7 @@ func (f *fakeServer) Connect(ctx context.Context, stream parleyv1connect.ChatSer
 			if err != nil {
 				return
 			}
-			if p := req.GetFrame().GetPing(); p != nil {
+			if p := req.GetFrame().GetPing(); p != nil && !f.silent {
 				c.out <- &parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_Pong{Pong: &parleyv1.Pong{Nonce: p.GetNonce()}}}
 			}
 			c.recv <- req.GetFrame()

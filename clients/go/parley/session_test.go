@@ -349,7 +349,7 @@ func TestSessionContextCancelCloses(t *testing.T) {
 func TestSessionHeartbeat(t *testing.T) {
 	t.Parallel()
 	f := newFakeServer(t)
-	f.heartbeat = 20 * time.Millisecond
+	f.heartbeat = 20 * time.Millisecond // pings every 20ms; the timeout stays long
 	c, _ := f.client(t)
 	s := c.Connect(t.Context())
 	defer s.Close()
@@ -365,6 +365,21 @@ func TestSessionHeartbeat(t *testing.T) {
 			t.Fatal("no pings")
 		}
 	}
+}
+
+func TestSessionDetectsSilentServer(t *testing.T) {
+	t.Parallel()
+	f := newFakeServer(t)
+	f.heartbeat = 10 * time.Millisecond
+	f.heartbeatTimeout = 50 * time.Millisecond
+	f.silent = true // pings go unanswered: the server looks dead
+	c, _ := f.client(t)
+	s := c.Connect(t.Context(), WithBackoff(time.Millisecond, time.Millisecond))
+	defer s.Close()
+	f.nextConn(t)
+	disc := nextOf[*DisconnectedEvent](t, s)
+	require.ErrorIs(t, disc.Err, errHeartbeatTimeout)
+	f.nextConn(t) // and it reconnects
 }
 
 // TestSessionNoGoroutineLeak checks that Close stops every goroutine the
