@@ -20,6 +20,10 @@ import (
 // errClientGone ends a session whose client closed its side of the stream.
 var errClientGone = errors.New("client closed the stream")
 
+// drainTimeout bounds how long a half-closed stream stays open to send the
+// answers still owed to the client.
+const drainTimeout = 5 * time.Second
+
 // session is one device stream. The handler goroutine runs the session
 // loop (reading client frames); a writer goroutine is the only one that
 // sends on the stream; a catch-up goroutine streams the backlog; a
@@ -73,14 +77,21 @@ func (s *Server) runSession(ctx context.Context, send func(*parleyv1.ServerFrame
 
 	conn, first := s.hub.Register(id.UserID, id.DeviceID)
 	ss := &session{s: s, id: id, conn: conn, send: send, inflight: make(chan pendingSend, s.cfg.MaxInflightSends)}
-	var wg sync.WaitGroup
+	var wg, acks sync.WaitGroup
 	wg.Go(ss.writeLoop)
 	wg.Go(func() { ss.catchUp(ctx, first) })
-	wg.Go(ss.ackLoop)
+	acks.Go(ss.ackLoop)
 
 	reason := ss.readLoop(ctx, frames)
-	conn.Close(reason)
 	close(ss.inflight)
+	if errors.Is(reason, errClientGone) {
+		// The client closed its half of the stream; it still gets the
+		// answers to what it sent before, then the stream ends.
+		acks.Wait()
+		ss.drain(ctx)
+	}
+	conn.Close(reason)
+	acks.Wait()
 	wg.Wait()
 	ss.finish(ctx)
 
@@ -168,6 +179,11 @@ func (ss *session) writeLoop() {
 		if !ok {
 			break
 		}
+		if f == nil {
+			// The drain marker: everything queued before it was sent.
+			ss.conn.Close(errClientGone)
+			return
+		}
 		if err := ss.send(f); err != nil {
 			ss.conn.Close(err)
 			return
@@ -179,6 +195,20 @@ func (ss *session) writeLoop() {
 			_ = ss.send(&parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_Resync{Resync: &parleyv1.Resync{Reason: r.Error()}}})
 			return
 		}
+	}
+}
+
+// drain waits, for a bounded time, until the writer has sent every frame
+// queued so far.
+func (ss *session) drain(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, drainTimeout)
+	defer cancel()
+	if !ss.conn.Push(ctx, nil) {
+		return
+	}
+	select {
+	case <-ss.conn.Done():
+	case <-ctx.Done():
 	}
 }
 

@@ -120,9 +120,11 @@ func (c *Conn) Deliver(f *parleyv1.ServerFrame) bool {
 	}
 }
 
-// Push enqueues a catch-up frame, waiting for room in the queue. It is
-// called only by the catch-up producer, which may wait for its own
-// device's writer. Returns false when the connection closed or ctx ended.
+// Push enqueues a frame, waiting for room in the queue. It is for the
+// connection's owner: the catch-up producer, which may wait for its own
+// device's writer, and the session, which pushes a nil frame as a drain
+// marker (Next returns it like any frame). Returns false when the
+// connection closed or ctx ended.
 func (c *Conn) Push(ctx context.Context, f *parleyv1.ServerFrame) bool {
 	if m := f.GetMessage(); m != nil {
 		c.mu.Lock()
@@ -173,8 +175,9 @@ func (c *Conn) EndSync(ctx context.Context) bool {
 	}
 }
 
-// Next returns the next queued frame, or false once the connection is
-// closed. It is for the single writer that drains the queue.
+// Next returns the next queued frame (nil for a drain marker), or false
+// once the connection is closed. It is for the single writer that drains
+// the queue.
 func (c *Conn) Next(ctx context.Context) (*parleyv1.ServerFrame, bool) {
 	select {
 	case f := <-c.queue:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -86,4 +87,34 @@ func TestSubscribeAndUnaryCallsShareTheEngine(t *testing.T) {
 	require.Equal(t, alice.id, p.GetPresence().GetUserId())
 	require.False(t, p.GetPresence().GetOnline())
 	require.NotNil(t, p.GetPresence().GetLastSeenAt())
+}
+
+// A client that half-closes right after sending still gets its answers.
+func TestHalfClosedStreamGetsItsAnswers(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	hc := h2cClient()
+	alice := register(t, hc, ts.url, "alice")
+	bob := register(t, hc, ts.url, "bob")
+	conv, err := alice.convs.CreateDirect(t.Context(), &parleyv1.CreateDirectRequest{Peer: &parleyv1.CreateDirectRequest_UserId{UserId: bob.id}})
+	require.NoError(t, err)
+	s, err := alice.chat.Connect(t.Context())
+	require.NoError(t, err)
+	require.NoError(t, s.Send(&parleyv1.ConnectRequest{Frame: &parleyv1.ClientFrame{Kind: &parleyv1.ClientFrame_Send{Send: &parleyv1.SendFrame{
+		ConversationId: conv.GetConversation().GetId(), ClientMsgId: "x1", Content: &parleyv1.Content{Body: &parleyv1.Content_Text{Text: "bye"}},
+	}}}}))
+	require.NoError(t, s.Send(&parleyv1.ConnectRequest{Frame: &parleyv1.ClientFrame{Kind: &parleyv1.ClientFrame_Ping{Ping: &parleyv1.PingFrame{Nonce: 9}}}}))
+	require.NoError(t, s.CloseSend())
+	var acked, ponged bool
+	for {
+		res, err := s.Receive()
+		if err != nil {
+			require.ErrorIs(t, err, io.EOF, "the stream ends cleanly")
+			break
+		}
+		acked = acked || res.GetFrame().GetSendAck().GetClientMsgId() == "x1"
+		ponged = ponged || res.GetFrame().GetPong().GetNonce() == 9
+	}
+	require.True(t, acked, "send ack delivered before the stream ended")
+	require.True(t, ponged, "pong delivered before the stream ended")
 }

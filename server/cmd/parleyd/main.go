@@ -117,7 +117,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	logger.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
+	// NOT_SERVING first, so balancers stop sending new clients; then end
+	// the Watch streams, which http.Server.Shutdown would wait for.
 	checker.Shutdown()
+	checker.Close()
 	if err := srv.CloseStreams(shutdownCtx); err != nil {
 		logger.Warn("streams did not close in time", "err", err)
 	}
@@ -125,7 +128,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Warn("http shutdown", "err", err)
 		httpSrv.Close()
 	}
-	checker.Close()
 	if err := eng.Close(shutdownCtx); err != nil {
 		logger.Warn("engine shutdown", "err", err)
 	}
