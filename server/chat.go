@@ -8,6 +8,7 @@ import (
 	"buf.build/go/protovalidate"
 	"connectrpc.com/connect/v2"
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 
 	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
 	"github.com/parley-im/parley/clients/go/gen/parley/v1/parleyv1connect"
@@ -19,6 +20,9 @@ import (
 const (
 	defaultHistoryLimit = 50
 	maxHistoryLimit     = 200
+	// maxPageBytes bounds an encoded history page well under the 4 MiB
+	// that Connect and gRPC clients accept by default.
+	maxPageBytes = 3 << 20
 )
 
 // chatService implements parleyv1connect.ChatServiceHandler. The stream
@@ -179,7 +183,37 @@ func (c *chatService) GetHistory(ctx context.Context, req *parleyv1.GetHistoryRe
 	if err != nil {
 		return nil, toConnect(ctx, s.logger, "GetHistory", err)
 	}
-	return &parleyv1.GetHistoryResponse{Messages: wire.Messages(msgs), HasMore: more}, nil
+	page := wire.Messages(msgs)
+	if kept := fitPage(page, dir); kept < len(page) {
+		// Keep the part next to the anchor, so the client's next page
+		// (anchored at this page's edge) picks up the rest.
+		if dir == storage.Before {
+			page = page[len(page)-kept:]
+		} else {
+			page = page[:kept]
+		}
+		more = true
+	}
+	return &parleyv1.GetHistoryResponse{Messages: page, HasMore: more}, nil
+}
+
+// fitPage returns how many messages of page, counted from the anchor's
+// side, fit in maxPageBytes. 200 messages of 64 KiB would exceed the
+// 4 MiB message limit clients have by default. At least one message is
+// always kept, so paging makes progress.
+func fitPage(page []*parleyv1.Message, dir storage.Direction) int {
+	total := 0
+	for i := range page {
+		m := page[i]
+		if dir == storage.Before {
+			m = page[len(page)-1-i]
+		}
+		total += proto.Size(m) + 8 // field tag and length prefix, generously
+		if total > maxPageBytes && i > 0 {
+			return i
+		}
+	}
+	return len(page)
 }
 
 // newMessage checks a send's content and builds the message to commit.
