@@ -203,7 +203,7 @@ func (ss *session) writeLoop() {
 func (ss *session) drain(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, drainTimeout)
 	defer cancel()
-	if !ss.conn.Push(ctx, nil) {
+	if !ss.conn.PushDrainMarker(ctx) {
 		return
 	}
 	select {

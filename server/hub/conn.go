@@ -37,7 +37,7 @@ type Conn struct {
 	id       uint64
 	userID   string
 	deviceID string
-	queue    chan *parleyv1.ServerFrame
+	queue    *queue
 	done     chan struct{}
 
 	closeOnce sync.Once
@@ -111,20 +111,16 @@ func (c *Conn) Deliver(f *parleyv1.ServerFrame) bool {
 		return true
 	}
 	c.mu.Unlock()
-	select {
-	case c.queue <- f:
+	if c.queue.tryPush(f) {
 		return true
-	default:
-		c.Close(ErrSlowConsumer)
-		return false
 	}
+	c.Close(ErrSlowConsumer)
+	return false
 }
 
 // Push enqueues a frame, waiting for room in the queue. It is for the
-// connection's owner: the catch-up producer, which may wait for its own
-// device's writer, and the session, which pushes a nil frame as a drain
-// marker (Next returns it like any frame). Returns false when the
-// connection closed or ctx ended.
+// catch-up producer, which may wait for its own device's writer. Returns
+// false when the connection closed or ctx ended.
 func (c *Conn) Push(ctx context.Context, f *parleyv1.ServerFrame) bool {
 	if m := f.GetMessage(); m != nil {
 		c.mu.Lock()
@@ -133,14 +129,31 @@ func (c *Conn) Push(ctx context.Context, f *parleyv1.ServerFrame) bool {
 		}
 		c.mu.Unlock()
 	}
-	select {
-	case c.queue <- f:
-		return true
-	case <-c.done:
-		return false
-	case <-ctx.Done():
-		return false
+	for !c.queue.tryPush(f) {
+		select {
+		case <-c.queue.space:
+		case <-c.done:
+			return false
+		case <-ctx.Done():
+			return false
+		}
 	}
+	return true
+}
+
+// PushDrainMarker queues a nil frame behind everything handed to the
+// connection so far, held-back frames included; Next returns it when all
+// of those were taken. Returns false when the connection closed or ctx
+// ended first.
+func (c *Conn) PushDrainMarker(ctx context.Context) bool {
+	c.mu.Lock()
+	if c.syncing {
+		c.pending = append(c.pending, nil)
+		c.mu.Unlock()
+		return true
+	}
+	c.mu.Unlock()
+	return c.Push(ctx, nil)
 }
 
 // EndSync releases the frames held back during catch-up, skipping messages
@@ -179,12 +192,16 @@ func (c *Conn) EndSync(ctx context.Context) bool {
 // once the connection is closed. It is for the single writer that drains
 // the queue.
 func (c *Conn) Next(ctx context.Context) (*parleyv1.ServerFrame, bool) {
-	select {
-	case f := <-c.queue:
-		return f, true
-	case <-c.done:
-		return nil, false
-	case <-ctx.Done():
-		return nil, false
+	for {
+		if f, ok := c.queue.pop(); ok {
+			return f, true
+		}
+		select {
+		case <-c.queue.ready:
+		case <-c.done:
+			return nil, false
+		case <-ctx.Done():
+			return nil, false
+		}
 	}
 }

@@ -67,7 +67,7 @@ func (h *Hub) Register(userID, deviceID string) (c *Conn, firstOfUser bool) {
 		id:         h.nextID.Add(1),
 		userID:     userID,
 		deviceID:   deviceID,
-		queue:      make(chan *parleyv1.ServerFrame, h.cfg.QueueLen),
+		queue:      newQueue(h.cfg.QueueLen),
 		done:       make(chan struct{}),
 		syncing:    true,
 		maxPending: h.cfg.MaxPending,

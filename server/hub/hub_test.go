@@ -17,12 +17,11 @@ func drain(t *testing.T, c *Conn) []uint64 {
 	t.Helper()
 	var seqs []uint64
 	for {
-		select {
-		case f := <-c.queue:
-			seqs = append(seqs, f.GetMessage().GetSeq())
-		default:
+		f, ok := c.queue.pop()
+		if !ok {
 			return seqs
 		}
+		seqs = append(seqs, f.GetMessage().GetSeq())
 	}
 }
 
@@ -114,6 +113,25 @@ func BenchmarkDeliverToUser(b *testing.B) {
 		if h.DeliverToUser("u1", "", f) != 1 {
 			b.Fatal("not delivered")
 		}
-		<-c.queue
+		c.queue.pop()
 	}
+}
+
+func TestDrainMarkerFollowsHeldBackFrames(t *testing.T) {
+	t.Parallel()
+	h := New(DefaultConfig())
+	c, _ := h.Register("u1", "d1")
+	require.True(t, c.Deliver(msgFrame("c", 1)))
+	require.True(t, c.PushDrainMarker(t.Context()))
+	require.True(t, c.Push(t.Context(), msgFrame("c", 0)))
+	require.True(t, c.EndSync(t.Context()))
+	var got []*parleyv1.ServerFrame
+	for range 3 {
+		f, ok := c.Next(t.Context())
+		require.True(t, ok)
+		got = append(got, f)
+	}
+	require.Equal(t, uint64(0), got[0].GetMessage().GetSeq(), "backlog first")
+	require.Equal(t, uint64(1), got[1].GetMessage().GetSeq(), "then what was held back")
+	require.Nil(t, got[2], "then the marker")
 }

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"sync"
@@ -17,26 +15,33 @@ import (
 )
 
 // BenchmarkSendDeliver measures the whole path on the embedded store: 100
-// pairs of devices on bidirectional streams over h2c, each sender
-// pipelining sends to its peer; a message counts once its peer's stream
-// has delivered it. Reports delivered msgs/s and send→deliver latency.
+// pairs of devices, each on its own HTTP/2 connection and bidirectional
+// stream, each sender keeping up to sendWindow sends awaiting their
+// acknowledgement; a message counts once its peer's stream has delivered
+// it. Reports delivered msgs/s and send→deliver latency.
 //
-//	go test ./server/cmd/parleyd -run '^$' -bench SendDeliver -benchtime 100000x
+//	go test ./server/cmd/parleyd -run '^$' -bench SendDeliver -benchtime 50000x
 func BenchmarkSendDeliver(b *testing.B) {
+	for _, window := range []int{1, 8, 32} {
+		b.Run(fmt.Sprintf("window=%d", window), func(b *testing.B) { benchSendDeliver(b, window) })
+	}
+}
+
+func benchSendDeliver(b *testing.B, sendWindow int) {
 	const pairs = 100
 	ts := startServerEnv(b, map[string]string{
 		// Registration speed is not what this measures.
 		"PARLEY_AUTH_ARGON2_MEMORY_KIB": "1024",
 	})
-	hc := h2cClient()
 	type pair struct {
 		from, to *user
 		conv     string
 	}
 	ps := make([]pair, pairs)
 	for i := range ps {
-		from := register(b, hc, ts.url, fmt.Sprintf("sender%03d", i))
-		to := register(b, hc, ts.url, fmt.Sprintf("receiver%03d", i))
+		// One connection per device, as real clients have.
+		from := register(b, h2cClient(), ts.url, fmt.Sprintf("sender%03d", i))
+		to := register(b, h2cClient(), ts.url, fmt.Sprintf("receiver%03d", i))
 		c, err := from.convs.CreateDirect(b.Context(), &parleyv1.CreateDirectRequest{Peer: &parleyv1.CreateDirectRequest_UserId{UserId: to.id}})
 		require.NoError(b, err)
 		ps[i] = pair{from, to, c.GetConversation().GetId()}
@@ -101,21 +106,31 @@ func BenchmarkSendDeliver(b *testing.B) {
 				}
 			}
 			setup.Done()
+			window := make(chan struct{}, sendWindow)
 			go func() {
 				for {
-					if _, err := ss.Receive(); err != nil {
+					res, err := ss.Receive()
+					if err != nil {
 						return
+					}
+					if res.GetFrame().GetSendAck() != nil {
+						<-window
 					}
 				}
 			}()
 			<-ready
 			for n := range perPair {
+				select {
+				case window <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
 				err := ss.Send(&parleyv1.ConnectRequest{Frame: &parleyv1.ClientFrame{Kind: &parleyv1.ClientFrame_Send{Send: &parleyv1.SendFrame{
 					ConversationId: p.conv,
 					ClientMsgId:    strconv.Itoa(n),
 					Content:        &parleyv1.Content{Body: &parleyv1.Content_Text{Text: strconv.FormatInt(time.Now().UnixNano(), 10)}},
 				}}}})
-				if err != nil && !errors.Is(err, io.EOF) {
+				if err != nil {
 					errs <- fmt.Errorf("sender %d: %w", i, err)
 					return
 				}
