@@ -230,7 +230,8 @@ func (ss *session) catchUp(ctx context.Context, firstOfUser bool) {
 }
 
 // ackLoop answers submitted sends in submission order once each commit
-// returns.
+// returns: with an Error frame, or a duplicate's SendAck. New messages are
+// acknowledged by the fan-out instead (see parley.v1.SendAck).
 func (ss *session) ackLoop() {
 	for p := range ss.inflight {
 		res, err := p.wait()
@@ -239,12 +240,16 @@ func (ss *session) ackLoop() {
 			f = errorFrame(p.clientMsgID, toConnect(context.Background(), ss.s.logger, "send", err))
 		} else if res.Err != nil {
 			f = errorFrame(p.clientMsgID, toConnect(context.Background(), ss.s.logger, "send", res.Err))
-		} else {
+		} else if res.Duplicate {
 			f = &parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_SendAck{SendAck: &parleyv1.SendAck{
 				ClientMsgId: p.clientMsgID,
 				Message:     messageProto(res.Message),
-				Duplicate:   res.Duplicate,
+				Duplicate:   true,
 			}}}
+		} else {
+			// The fan-out sends the SendAck of a new message, in its
+			// place in the stream.
+			continue
 		}
 		ss.conn.Deliver(f)
 	}

@@ -172,16 +172,17 @@ func (e *Engine) commitBatch(ctx context.Context, batch []*op) {
 		}
 		return
 	}
-	item := fanoutItem{}
+	// Senders are answered by the fan-out, after their messages were handed
+	// to the connected devices: a sender's SendAck (see parley.v1.SendAck)
+	// is then on its stream before its Send returns.
+	item := fanoutItem{replies: make([]pendingReply, len(results))}
 	for i, r := range results {
 		if r.Err == nil && !r.Duplicate {
 			item.messages = append(item.messages, r.Message)
 		}
-		batch[i].reply <- sendReply{res: r}
+		item.replies[i] = pendingReply{to: batch[i].reply, reply: sendReply{res: r}}
 	}
-	if len(item.messages) > 0 {
-		e.fanout <- item
-	}
+	e.fanout <- item
 }
 
 func (e *Engine) commitExclusive(ctx context.Context, o *op) {

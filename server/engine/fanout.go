@@ -21,6 +21,13 @@ type fanoutItem struct {
 	extra []string
 	// frames are delivered as they are to extra (no member lookup).
 	frames []*parleyv1.ServerFrame
+	// replies answer the senders once everything above was delivered.
+	replies []pendingReply
+}
+
+type pendingReply struct {
+	to    chan sendReply
+	reply sendReply
 }
 
 // fanoutLoop delivers committed messages to every connected device of
@@ -39,10 +46,24 @@ func (e *Engine) fanoutLoop(ctx context.Context) {
 				e.hub.DeliverToUser(u, "", f)
 			}
 		}
+		for _, r := range item.replies {
+			r.to <- r.reply
+		}
 	}
 }
 
 func (e *Engine) deliverMessage(ctx context.Context, m storage.Message, extra []string) {
+	msg := wire.Message(m)
+	// The sending device gets its own message as the SendAck, in its
+	// place in the stream: one frame instead of an acknowledgement and an
+	// echo, and the device learns of the commit in seq order.
+	ackedDevice := ""
+	if m.ClientMsgID != "" && m.SenderDeviceID != "" {
+		ackedDevice = m.SenderDeviceID
+		e.hub.DeliverToDevice(m.SenderID, m.SenderDeviceID, &parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_SendAck{
+			SendAck: &parleyv1.SendAck{ClientMsgId: m.ClientMsgID, Message: msg},
+		}})
+	}
 	members, err := e.members.get(ctx, e.store, m.ConversationID)
 	if err != nil {
 		// The message is committed; devices that miss it now get it from
@@ -50,14 +71,18 @@ func (e *Engine) deliverMessage(ctx context.Context, m storage.Message, extra []
 		e.logger.Warn("fan-out: load members", "conversation_id", m.ConversationID, "err", err)
 		return
 	}
-	frame := wire.MessageFrame(wire.Message(m))
+	frame := wire.MessageFrame(msg)
 	for _, mem := range members {
 		// A member who joined after this message (the cache may already
 		// hold the new membership) must not see it.
 		if mem.JoinedSeq > m.Seq {
 			continue
 		}
-		e.hub.DeliverToUser(mem.UserID, "", frame)
+		except := ""
+		if mem.UserID == m.SenderID {
+			except = ackedDevice
+		}
+		e.hub.DeliverToUser(mem.UserID, except, frame)
 	}
 	for _, u := range extra {
 		e.hub.DeliverToUser(u, "", frame)

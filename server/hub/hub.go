@@ -139,6 +139,16 @@ func (h *Hub) DeliverToUser(userID, exceptDevice string, f *parleyv1.ServerFrame
 	return n
 }
 
+// DeliverToDevice hands f to one device's connection, if it is connected
+// here. It reports whether the device took it.
+func (h *Hub) DeliverToDevice(userID, deviceID string, f *parleyv1.ServerFrame) bool {
+	s := h.shard(userID)
+	s.mu.RLock()
+	c := s.users[userID][deviceID]
+	s.mu.RUnlock()
+	return c != nil && c.Deliver(f)
+}
+
 // CloseDevice closes the device's connection, if any, with reason.
 func (h *Hub) CloseDevice(userID, deviceID string, reason error) {
 	s := h.shard(userID)

@@ -255,8 +255,16 @@ func (s *Session) handleFrame(ctx context.Context, c *conn, frame *parleyv1.Serv
 		ev := &GapEvent{ConversationID: g.GetConversationId(), FromSeq: g.GetFromSeq(), ToSeq: g.GetToSeq()}
 		return s.deliver(ctx, c, ev, g.GetConversationId(), g.GetToSeq())
 	case *parleyv1.ServerFrame_SendAck:
-		s.resolve(k.SendAck.GetClientMsgId(), k.SendAck, nil)
-		return nil
+		ack := k.SendAck
+		s.resolve(ack.GetClientMsgId(), ack, nil)
+		if ack.GetDuplicate() || ack.GetMessage() == nil {
+			// A duplicate's ack arrives out of stream order; the original
+			// comes (or came) through the stream.
+			return nil
+		}
+		// A new message's ack is this device's delivery of it, in order.
+		m := ack.GetMessage()
+		return s.deliver(ctx, c, &MessageEvent{Message: m}, m.GetConversationId(), m.GetSeq())
 	case *parleyv1.ServerFrame_Error:
 		e := k.Error
 		if e.GetClientMsgId() != "" && s.resolve(e.GetClientMsgId(), nil, errorOf(e)) {

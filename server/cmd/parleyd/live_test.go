@@ -67,8 +67,11 @@ func TestSubscribeAndUnaryCallsShareTheEngine(t *testing.T) {
 	require.NoError(t, err)
 	m := recv(t, as, func(f *parleyv1.ServerFrame) bool { return f.GetMessage() != nil })
 	require.Equal(t, sent.GetMessage().GetId(), m.GetMessage().GetId())
-	m = subscribeRecv(t, bs, func(f *parleyv1.ServerFrame) bool { return f.GetMessage() != nil })
-	require.Equal(t, "from the browser", m.GetMessage().GetContent().GetText())
+	// Bob's own subscription gets it as the SendAck, in its place.
+	m = subscribeRecv(t, bs, func(f *parleyv1.ServerFrame) bool { return f.GetSendAck() != nil })
+	require.False(t, m.GetSendAck().GetDuplicate())
+	require.Equal(t, "b1", m.GetSendAck().GetClientMsgId())
+	require.Equal(t, "from the browser", m.GetSendAck().GetMessage().GetContent().GetText())
 
 	// Alice reads it over her stream; Bob gets the receipt.
 	require.NoError(t, as.Send(&parleyv1.ConnectRequest{Frame: &parleyv1.ClientFrame{Kind: &parleyv1.ClientFrame_Read{Read: &parleyv1.ReadFrame{ConversationId: cid, Seq: 1}}}}))

@@ -961,7 +961,17 @@ func (x *Welcome) GetServerTime() *timestamppb.Timestamp {
 	return nil
 }
 
-// SendAck confirms a SendFrame: the message is durably committed.
+// SendAck confirms a send: the message is durably committed.
+//
+// For a new message (duplicate false) the SendAck is also the sending
+// device's delivery of its own message: it arrives in the message's place
+// in the stream, in seq order with everything else, and the device gets no
+// separate Message frame for it (its other devices do). Clients handle it
+// like a Message frame, de-duplication included. This holds for sends made
+// with the unary SendMessage too, on the device's open stream.
+//
+// A duplicate's SendAck is sent at once, out of stream order, and is not a
+// delivery: the original reaches the device through the stream as usual.
 type SendAck struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	ClientMsgId string                 `protobuf:"bytes,1,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`

@@ -394,7 +394,17 @@ export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
   messageDesc(file_parley_v1_chat, 11);
 
 /**
- * SendAck confirms a SendFrame: the message is durably committed.
+ * SendAck confirms a send: the message is durably committed.
+ *
+ * For a new message (duplicate false) the SendAck is also the sending
+ * device's delivery of its own message: it arrives in the message's place
+ * in the stream, in seq order with everything else, and the device gets no
+ * separate Message frame for it (its other devices do). Clients handle it
+ * like a Message frame, de-duplication included. This holds for sends made
+ * with the unary SendMessage too, on the device's open stream.
+ *
+ * A duplicate's SendAck is sent at once, out of stream order, and is not a
+ * delivery: the original reaches the device through the stream as usual.
  *
  * @generated from message parley.v1.SendAck
  */
