@@ -457,3 +457,33 @@ func assertEventually(t *testing.T, cond func() bool) bool {
 	}
 	return false
 }
+
+// A new message's SendAck is the device's delivery of its own message, in
+// stream order; a duplicate's SendAck is not a delivery.
+func TestSessionSendAckIsOwnDelivery(t *testing.T) {
+	t.Parallel()
+	f := newFakeServer(t)
+	c, _ := f.client(t)
+	s := c.Connect(t.Context(), WithAckInterval(time.Hour), WithAckBatch(1))
+	defer s.Close()
+	conn := f.nextConn(t)
+	conn.send(syncFrame())
+	nextOf[*SyncedEvent](t, s)
+
+	ack := func(seq uint64, dup bool) *parleyv1.ServerFrame {
+		return &parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_SendAck{SendAck: &parleyv1.SendAck{
+			ClientMsgId: "c" + itoa(int(seq)), Duplicate: dup,
+			Message: &parleyv1.Message{ConversationId: "a", Seq: seq, ClientMsgId: "c" + itoa(int(seq)), Content: Text("mine")},
+		}}}
+	}
+	// A duplicate ack of seq 5 arrives before seq 4: it must not move the
+	// de-duplication mark past 4.
+	conn.send(msgFrame("a", 1), ack(2, false), ack(5, true), msgFrame("a", 3), msgFrame("a", 4))
+	require.Equal(t, []string{"a/1", "a/2", "a/3", "a/4"}, messages(t, s, 4))
+	// Its own message is acknowledged like any other.
+	var last uint64
+	for last < 4 {
+		last = conn.next(t).GetAck().GetSeq()
+	}
+	require.Equal(t, uint64(4), last)
+}
