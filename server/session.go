@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -76,6 +77,12 @@ func (s *Server) runSession(ctx context.Context, send func(*parleyv1.ServerFrame
 	}
 
 	conn, first := s.hub.Register(id.UserID, id.DeviceID)
+	// CloseStreams sets the flag before closing every registered
+	// connection, so a stream registering meanwhile is closed by one or
+	// the other, and shutdown never waits on it.
+	if s.shuttingDown.Load() {
+		conn.Close(hub.ErrShutdown)
+	}
 	ss := &session{s: s, id: id, conn: conn, send: send, inflight: make(chan pendingSend, s.cfg.MaxInflightSends)}
 	var wg, acks sync.WaitGroup
 	wg.Go(ss.writeLoop)
@@ -185,7 +192,8 @@ func (ss *session) writeLoop() {
 			return
 		}
 		if err := ss.send(f); err != nil {
-			ss.conn.Close(err)
+			// The client is gone (reset, network); nothing to report.
+			ss.conn.Close(fmt.Errorf("%w: send: %w", errClientGone, err))
 			return
 		}
 	}
