@@ -34,7 +34,8 @@ func TestSignerRoundTrip(t *testing.T) {
 
 	token, exp, err := s.sign("user-1", "device-1")
 	require.NoError(t, err)
-	require.Equal(t, clock.Now().Add(15*time.Minute), exp)
+	wantExp := clock.Now().Add(15 * time.Minute)
+	require.Equal(t, wantExp, exp)
 
 	id, err := s.parse(token)
 	require.NoError(t, err)
