@@ -69,3 +69,11 @@ func TestLoad(t *testing.T) {
 		})
 	}
 }
+
+// The example in config/ must load and must say what the defaults are.
+func TestExampleConfigIsTheDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := Load([]string{"-config", filepath.Join("..", "..", "config", "parleyd.example.yaml")}, func(string) string { return "" }, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, Default(), c)
+}
