@@ -44,7 +44,10 @@ type Config struct {
 	// Path is the SQLite database file. It and its parent directory are
 	// created when missing. The server passes <data-dir>/parley.db. It
 	// must be a plain file path: no "file:" URI, no '?', not ":memory:".
-	Path string `yaml:"path" env:"IM_EMBEDDED_PATH"`
+	// It is derived from the data directory, so it has no setting of its
+	// own in parleyd's configuration.
+	Path string
+
 }
 
 // Store is a storage.Store on a SQLite file. It is safe for concurrent use.
