@@ -47,7 +47,6 @@ type Config struct {
 	// It is derived from the data directory, so it has no setting of its
 	// own in parleyd's configuration.
 	Path string
-
 }
 
 // Store is a storage.Store on a SQLite file. It is safe for concurrent use.
