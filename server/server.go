@@ -25,6 +25,7 @@ import (
 	"github.com/parley-im/parley/clients/go/gen/parley/v1/parleyv1connect"
 	"github.com/parley-im/parley/server/engine"
 	"github.com/parley-im/parley/server/hub"
+	"github.com/parley-im/parley/server/shard"
 	"github.com/parley-im/parley/storage"
 )
 
@@ -108,6 +109,8 @@ type Deps struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Layout is this process's shard; the zero value means a single node.
+	Layout shard.Layout
 }
 
 // Server serves every Parley service. Create it with New; it is safe for
@@ -121,6 +124,7 @@ type Server struct {
 	now       func() time.Time
 	validator protovalidate.Validator
 	handler   http.Handler
+	layout    shard.Layout
 
 	// sessions counts the goroutines of live streams, including readers
 	// blocked on the network that end only when their handler returns.
@@ -150,6 +154,13 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.layout = d.Layout
+	if s.layout.Shards == 0 {
+		s.layout = shard.Single()
+	}
+	if err := s.layout.Validate(); err != nil {
+		return nil, fmt.Errorf("server: shard layout: %w", err)
+	}
 	cs := connect.NewServer(
 		recoverInterceptor(d.Logger),
 		d.Authenticate,
@@ -161,6 +172,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	parleyv1connect.RegisterAuthServiceHandler(cs, d.Auth)
 	parleyv1connect.RegisterConversationServiceHandler(cs, &conversationService{s: s})
 	parleyv1connect.RegisterChatServiceHandler(cs, &chatService{s: s})
+	parleyv1connect.RegisterClusterServiceHandler(cs, &clusterService{s: s})
 	healthv1connect.RegisterHealthHandler(cs, d.Health)
 	grpcreflect.Register(cs)
 	mux := http.NewServeMux()

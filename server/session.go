@@ -59,6 +59,9 @@ func (s *Server) runSession(ctx context.Context, send func(*parleyv1.ServerFrame
 	if s.shuttingDown.Load() {
 		return connect.NewError(connect.CodeUnavailable, "server shutting down, reconnect elsewhere")
 	}
+	if !s.layout.Owns(id.UserID) {
+		return s.wrongShard(id.UserID)
+	}
 	epoch, err := s.store.Epoch(ctx)
 	if err != nil {
 		return toConnect(ctx, s.logger, "session", err)

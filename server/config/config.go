@@ -20,6 +20,7 @@ import (
 	"github.com/parley-im/parley/server/auth"
 	"github.com/parley-im/parley/server/engine"
 	"github.com/parley-im/parley/server/hub"
+	"github.com/parley-im/parley/server/shard"
 )
 
 // EnvPrefix starts every environment variable parleyd reads.
@@ -38,6 +39,12 @@ type Config struct {
 	LogLevel string `yaml:"log_level" env:"LOG_LEVEL"`
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"SHUTDOWN_TIMEOUT"`
+	// Store selects the system of record: empty for the embedded SQLite
+	// store under DataDir, or a postgres:// URL.
+	Store string `yaml:"store" env:"STORE"`
+	// Cluster is this process's shard. Until cross-process routing
+	// (Redis) lands, a cluster has one shard served by one process.
+	Cluster shard.Layout `yaml:"cluster" env:",inline"`
 	// Chat holds the messaging rules.
 	Chat server.Config `yaml:"chat" env:"CHAT_"`
 	// Engine tunes batching, acks and catch-up.
@@ -59,6 +66,7 @@ func Default() Config {
 		Engine:          engine.DefaultConfig(),
 		Hub:             hub.DefaultConfig(),
 		Auth:            auth.DefaultConfig(),
+		Cluster:         shard.Single(),
 	}
 }
 
@@ -87,6 +95,16 @@ func (c Config) Validate() error {
 	}
 	if err := c.Auth.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("auth: %w", err))
+	}
+	if err := c.Cluster.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("cluster: %w", err))
+	} else if c.Cluster.Shards > 1 {
+		// Live delivery between processes needs the Redis router, which
+		// has not landed; several shards would deliver only on reconnect.
+		errs = append(errs, errors.New("cluster: more than one shard needs cross-process routing, which this build does not have yet"))
+	}
+	if c.Store != "" && !strings.HasPrefix(c.Store, "postgres://") && !strings.HasPrefix(c.Store, "postgresql://") {
+		errs = append(errs, errors.New("store: want empty (embedded) or a postgres:// URL"))
 	}
 	return errors.Join(errs...)
 }
@@ -123,6 +141,9 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	fs.IntVar(&cfg.Engine.BatchSize, "batch-size", cfg.Engine.BatchSize, "most messages per commit")
 	fs.IntVar(&cfg.Engine.CatchupLimit, "catchup-limit", cfg.Engine.CatchupLimit, "most messages per conversation sent on reconnect before a gap")
 	fs.DurationVar(&cfg.Auth.AccessTTL, "access-ttl", cfg.Auth.AccessTTL, "access token lifetime")
+	fs.StringVar(&cfg.Store, "store", cfg.Store, "system of record: empty for embedded SQLite, or a postgres:// URL (env PARLEY_STORE)")
+	fs.IntVar(&cfg.Cluster.Shard, "shard", cfg.Cluster.Shard, "this process's shard (env PARLEY_SHARD)")
+	fs.IntVar(&cfg.Cluster.Shards, "shards", cfg.Cluster.Shards, "number of shards (env PARLEY_SHARDS)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -177,6 +198,10 @@ func applyEnv(v reflect.Value, prefix string, getenv func(string) string) error 
 		}
 		fv := v.Field(i)
 		if fv.Kind() == reflect.Struct {
+			// ",inline" keeps the prefix: PARLEY_SHARD, not PARLEY_CLUSTER_SHARD.
+			if tag == ",inline" {
+				tag = ""
+			}
 			if err := applyEnv(fv, prefix+tag, getenv); err != nil {
 				return err
 			}
@@ -218,6 +243,11 @@ func setValue(v reflect.Value, raw string) error {
 			return err
 		}
 		v.SetUint(n)
+	case reflect.Slice:
+		if v.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("unsupported type %s", v.Type())
+		}
+		v.Set(reflect.ValueOf(strings.Split(raw, ",")))
 	case reflect.Bool:
 		b, err := strconv.ParseBool(raw)
 		if err != nil {

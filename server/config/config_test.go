@@ -55,6 +55,13 @@ func TestLoad(t *testing.T) {
 		{name: "invalid_value", args: []string{"-heartbeat-timeout", "1s", "-heartbeat-interval", "2s"}, wantErr: "heartbeat_timeout"},
 		{name: "stray_argument", args: []string{"extra"}, wantErr: "unexpected arguments"},
 		{name: "bad_log_level", args: []string{"-log-level", "loud"}, wantErr: "log_level"},
+		{name: "shard_from_env", env: map[string]string{"PARLEY_SHARD": "0", "PARLEY_SHARDS": "1", "PARLEY_SHARD_ADDRESSES": "http://a:8080"}, check: func(t *testing.T, c Config) {
+			require.Equal(t, 1, c.Cluster.Shards)
+			require.Equal(t, []string{"http://a:8080"}, c.Cluster.Addresses)
+		}},
+		{name: "shard_out_of_range", args: []string{"-shard", "3"}, wantErr: "outside"},
+		{name: "several_shards_need_routing", args: []string{"-shards", "2"}, wantErr: "cross-process routing"},
+		{name: "store_must_be_postgres_url", args: []string{"-store", "mysql://x"}, wantErr: "postgres://"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

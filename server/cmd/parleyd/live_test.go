@@ -5,6 +5,8 @@ import (
 	"io"
 	"testing"
 
+	"connectrpc.com/connect/v2"
+	"connectrpc.com/connect/v2/connecthttp"
 	"github.com/stretchr/testify/require"
 
 	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
@@ -120,4 +122,20 @@ func TestHalfClosedStreamGetsItsAnswers(t *testing.T) {
 	}
 	require.True(t, acked, "send ack delivered before the stream ended")
 	require.True(t, ponged, "pong delivered before the stream ended")
+}
+
+func TestLocateOnASingleNode(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	hc := h2cClient()
+	u := register(t, hc, ts.url, "erin")
+	cluster := parleyv1connect.NewClusterServiceClient(connect.NewClient(connecthttp.NewTransport(hc, ts.url), bearer(u.token)))
+	loc, err := cluster.Locate(t.Context(), &parleyv1.LocateRequest{})
+	require.NoError(t, err)
+	require.Equal(t, u.id, loc.GetUserId())
+	require.Equal(t, uint32(0), loc.GetShard())
+	require.Equal(t, uint32(1), loc.GetShards())
+	anon := parleyv1connect.NewClusterServiceClient(connect.NewClient(connecthttp.NewTransport(hc, ts.url)))
+	_, err = anon.Locate(t.Context(), &parleyv1.LocateRequest{})
+	require.Equal(t, connect.CodeUnauthenticated, connect.CodeOf(err))
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/parley-im/parley/server/engine"
 	"github.com/parley-im/parley/server/health"
 	"github.com/parley-im/parley/server/hub"
+	"github.com/parley-im/parley/storage"
 	"github.com/parley-im/parley/storage/embedded"
 )
 
@@ -53,7 +54,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	store, err := embedded.Open(ctx, embedded.Config{Path: filepath.Join(cfg.DataDir, "parley.db")})
+	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -77,6 +78,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Authenticate: authSvc.Verifier().Interceptor(),
 		Health:       checker,
 		Logger:       logger,
+		Layout:       cfg.Cluster,
 	})
 	if err != nil {
 		return err
@@ -136,6 +138,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// openStore opens the configured system of record.
+func openStore(ctx context.Context, cfg config.Config) (storage.Store, error) {
+	if cfg.Store != "" {
+		return nil, errors.New("store: PostgreSQL support has not landed in this build; leave -store empty for the embedded store")
+	}
+	return embedded.Open(ctx, embedded.Config{Path: filepath.Join(cfg.DataDir, "parley.db")})
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {
