@@ -1,0 +1,106 @@
+package postgres
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/parley-im/parley/storage"
+)
+
+// listConversationsQuery is a user's conversation list in one query: the
+// membership, the conversation, its newest message when the user can see
+// it (seq >= joined_seq), the unread count (visible messages after
+// last_read_seq that others sent, counted on the (conversation_id, seq)
+// key) and, for a direct conversation, the peer (the user themself in a
+// conversation with oneself).
+const listConversationsQuery = `
+SELECT c.id, c.kind, c.title, c.owner_id, c.last_seq, c.created_at, c.last_message_at,
+	m.conversation_id, m.user_id, m.role, m.joined_seq, m.last_read_seq, m.joined_at,
+	CASE WHEN c.kind = 1 THEN COALESCE(
+		(SELECT p.user_id FROM members p WHERE p.conversation_id = c.id AND p.user_id <> m.user_id LIMIT 1),
+		m.user_id) ELSE '' END,
+	(SELECT COUNT(*) FROM messages x
+		WHERE x.conversation_id = c.id AND x.seq > GREATEST(m.last_read_seq, m.joined_seq - 1)
+		AND x.sender_id <> m.user_id),
+	lm.conversation_id, lm.seq, lm.id, lm.sender_id, lm.sender_device_id, lm.client_msg_id,
+	lm.kind, lm.body, lm.created_at, lm.recalled_at
+FROM members m
+JOIN conversations c ON c.id = m.conversation_id
+LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq AND c.last_seq >= m.joined_seq
+WHERE m.user_id = $1
+ORDER BY c.last_message_at DESC, c.id`
+
+// ListConversations returns the user's conversations, most recent activity
+// first (ties by id), each with the user's membership, the newest message
+// the user can see (nil when none), the unread count and, for a direct
+// conversation, the peer. An unknown user has none.
+func (s *Store) ListConversations(ctx context.Context, userID string) ([]storage.ConversationSummary, error) {
+	const op = "list conversations"
+	if err := s.check(ctx); err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	rows, err := s.pool.Query(ctx, listConversationsQuery, userID)
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	var out []storage.ConversationSummary
+	for rows.Next() {
+		sum, err := scanSummary(rows)
+		if err != nil {
+			rows.Close()
+			return nil, s.fail(ctx, op, err)
+		}
+		out = append(out, sum)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	return out, nil
+}
+
+func scanSummary(rows pgx.Rows) (storage.ConversationSummary, error) {
+	var (
+		sum                                     storage.ConversationSummary
+		kind, role                              int16
+		last, joined, read, unread              int64
+		lmConv, lmID, lmSender, lmDevice, lmCMI *string
+		lmSeq                                   *int64
+		lmKind                                  *int16
+		lmBody                                  []byte
+		lmCreated, lmRecalled                   *time.Time
+	)
+	c, m := &sum.Conversation, &sum.Self
+	if err := rows.Scan(&c.ID, &kind, &c.Title, &c.OwnerID, &last, &c.CreatedAt, &c.LastMessageAt,
+		&m.ConversationID, &m.UserID, &role, &joined, &read, &m.JoinedAt,
+		&sum.PeerID, &unread,
+		&lmConv, &lmSeq, &lmID, &lmSender, &lmDevice, &lmCMI, &lmKind, &lmBody, &lmCreated, &lmRecalled,
+	); err != nil {
+		return storage.ConversationSummary{}, err
+	}
+	c.Kind = storage.ConversationKind(kind)
+	c.LastSeq = u64(last)
+	c.CreatedAt = c.CreatedAt.UTC()
+	c.LastMessageAt = c.LastMessageAt.UTC()
+	m.Role = storage.Role(role)
+	m.JoinedSeq = u64(joined)
+	m.LastReadSeq = u64(read)
+	m.JoinedAt = m.JoinedAt.UTC()
+	sum.Unread = u64(unread)
+	if lmSeq != nil {
+		sum.LastMessage = &storage.Message{
+			ID:             *lmID,
+			ConversationID: *lmConv,
+			Seq:            u64(*lmSeq),
+			SenderID:       *lmSender,
+			SenderDeviceID: *lmDevice,
+			ClientMsgID:    *lmCMI,
+			Kind:           storage.MessageKind(*lmKind),
+			Body:           body(lmBody),
+			CreatedAt:      lmCreated.UTC(),
+			RecalledAt:     fromOpt(lmRecalled),
+		}
+	}
+	return sum, nil
+}
