@@ -59,6 +59,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.MaxConns > 0 {
 		pcfg.MaxConns = cfg.MaxConns
 	}
+	if _, set := pcfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !set {
+		// Every statement here is an index probe or a primary-key range
+		// whatever its parameters, so the generic plan of a prepared
+		// statement is as good as a custom one, and replanning the
+		// array joins of the append path on every call cost more than
+		// executing them.
+		pcfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", translate(err))
