@@ -49,8 +49,10 @@ type Broker interface {
 	// not acknowledged, then continues after its last acknowledged entry.
 	//
 	// An entry is acknowledged after handle returns; handle gets a ctx that
-	// ends when Consume's ctx ends or the broker closes. A payload is valid
-	// only during its handle call.
+	// ends when Consume's ctx ends or the broker closes, and must return
+	// promptly once it does (Close waits for it). Handle must not block on
+	// slow devices: it enqueues and returns. A payload is valid only during
+	// its handle call.
 	//
 	// Transient broker errors (connection refused, a restarting broker) are
 	// retried with capped backoff inside Consume, so it survives a broker

@@ -3,6 +3,7 @@ package redis_test
 import (
 	"context"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,97 +13,43 @@ import (
 	"github.com/parley-im/parley/storage"
 	"github.com/parley-im/parley/storage/redis"
 	"github.com/parley-im/parley/storage/storagetest/realsvc"
+	"github.com/parley-im/parley/storage/storagetest/routingtest"
 )
 
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	// Both brokers a test opens share one key prefix: two processes of one
+	// cluster.
+	var mu sync.Mutex
+	prefixOf := map[*testing.T]string{}
+	t.Run("broker", func(t *testing.T) {
+		t.Parallel()
+		routingtest.RunBroker(t, func(t *testing.T) storage.Broker {
+			mu.Lock()
+			prefix, ok := prefixOf[t]
+			if !ok {
+				prefix = uniquePrefix()
+				prefixOf[t] = prefix
+			}
+			mu.Unlock()
+			cfg := testConfig(server)
+			cfg.KeyPrefix = prefix
+			r, err := redis.New(t.Context(), cfg)
+			require.NoError(t, err)
+			return r
+		})
+	})
+	t.Run("presence", func(t *testing.T) {
+		t.Parallel()
+		routingtest.RunPresence(t, func(t *testing.T) storage.PresenceStore {
+			return newRedis(t, testConfig(server))
+		})
+	})
+}
+
+// TestBroker covers what is particular to Redis Streams.
 func TestBroker(t *testing.T) {
 	t.Parallel()
-
-	t.Run("publish_consume_in_order", func(t *testing.T) {
-		t.Parallel()
-		r := newRedis(t, testConfig(server))
-		require.NoError(t, r.Join(t.Context(), 1, "p1"))
-		c := startConsumer(t, r, 1, "p1", nil)
-		want := seq("m", 0, 300) // more than one read of ReadCount
-		publish(t, r, 1, want...)
-		c.expect(t, want...)
-	})
-
-	t.Run("shards_are_separate", func(t *testing.T) {
-		t.Parallel()
-		r := newRedis(t, testConfig(server))
-		require.NoError(t, r.Join(t.Context(), 1, "p"))
-		require.NoError(t, r.Join(t.Context(), 2, "p"))
-		c1 := startConsumer(t, r, 1, "p", nil)
-		c2 := startConsumer(t, r, 2, "p", nil)
-		publish(t, r, 2, "b0")
-		publish(t, r, 1, "a0")
-		publish(t, r, 2, "b1")
-		c1.expect(t, "a0")
-		c2.expect(t, "b0", "b1")
-	})
-
-	t.Run("every_group_sees_every_entry", func(t *testing.T) {
-		t.Parallel()
-		r := newRedis(t, testConfig(server))
-		require.NoError(t, r.Join(t.Context(), 3, "p1"))
-		require.NoError(t, r.Join(t.Context(), 3, "p2"))
-		c1 := startConsumer(t, r, 3, "p1", nil)
-		c2 := startConsumer(t, r, 3, "p2", nil)
-		want := seq("m", 0, 50)
-		publish(t, r, 3, want...)
-		c1.expect(t, want...)
-		c2.expect(t, want...)
-	})
-
-	t.Run("new_group_starts_at_newest_entry", func(t *testing.T) {
-		t.Parallel()
-		r := newRedis(t, testConfig(server))
-		publish(t, r, 1, "before")
-		require.NoError(t, r.Join(t.Context(), 1, "p1"))
-		require.NoError(t, r.Join(t.Context(), 1, "p1"), "Join is idempotent")
-		publish(t, r, 1, "after")
-		c := startConsumer(t, r, 1, "p1", nil)
-		c.expect(t, "after")
-	})
-
-	t.Run("restarted_consumer_resumes_and_rereads_unacked", func(t *testing.T) {
-		t.Parallel()
-		cfg := testConfig(server)
-		r := newRedis(t, cfg)
-		require.NoError(t, r.Join(t.Context(), 1, "p1"))
-		publish(t, r, 1, seq("m", 0, 10)...)
-
-		// The first run handles m0..m3; while handling m3 its ctx ends, so
-		// m4..m9 (already read by the same XREADGROUP) stay unacknowledged.
-		ctx, cancel := context.WithCancel(t.Context())
-		var handled []string
-		err := r.Consume(ctx, 1, "p1", func(_ context.Context, p []byte) {
-			handled = append(handled, string(p))
-			if string(p) == "m3" {
-				cancel()
-			}
-		})
-		require.NoError(t, err)
-		require.Equal(t, seq("m", 0, 4), handled)
-
-		// Published while no one consumes.
-		publish(t, r, 1, seq("m", 10, 15)...)
-
-		// The restart, from another process's connection, sees the
-		// unacknowledged entries, then the new ones: nothing lost, nothing
-		// handled twice.
-		r2 := newRedis(t, cfg)
-		c := startConsumer(t, r2, 1, "p1", nil)
-		c.expect(t, seq("m", 4, 15)...)
-		publish(t, r2, 1, "m15")
-		c.expect(t, "m15")
-		c.stop(t)
-
-		// Everything was acknowledged: a third run sees only what is new.
-		publish(t, r2, 1, "m16")
-		c3 := startConsumer(t, r2, 1, "p1", nil)
-		c3.expect(t, "m16")
-	})
 
 	t.Run("stream_is_trimmed", func(t *testing.T) {
 		t.Parallel()

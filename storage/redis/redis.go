@@ -44,7 +44,10 @@ const (
 // Config configures a Redis. Zero fields take the Default values above.
 type Config struct {
 	// URL locates the server: redis://[[user]:password@]host:port[/db]
-	// (rediss:// for TLS). Required.
+	// (rediss:// for TLS). Required. go-redis's query options apply, e.g.
+	// ?dial_timeout=1s&read_timeout=2s&pool_size=20; the defaults are
+	// go-redis's (dial 5s, read and write 3s, 3 retries on a broken
+	// connection).
 	URL string `yaml:"url" env:"URL"`
 	// KeyPrefix starts every key this package writes, so several clusters
 	// (or tests) can share one Redis.

@@ -20,7 +20,14 @@ import (
 // uses its own key prefix. Tests that restart Redis start their own.
 var server *realsvc.Redis
 
+// quietLogger drops go-redis's own logging (dial failures while a test
+// has Redis stopped on purpose).
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
+
 func TestMain(m *testing.M) {
+	goredis.SetLogger(quietLogger{})
 	var err error
 	server, err = realsvc.StartRedis(realsvc.RedisOptions{})
 	if err != nil {
