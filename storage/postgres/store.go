@@ -29,10 +29,10 @@ type Config struct {
 	// "postgres://parley@db:5432/parley?sslmode=verify-full". Parameters
 	// pgx does not know (search_path, application_name) are sent to the
 	// server as session settings.
-	DSN string `yaml:"dsn" env:"IM_POSTGRES_DSN"`
+	DSN string
 	// MaxConns bounds the pool; 0 means pgx's default (the larger of 4
 	// and the number of CPUs).
-	MaxConns int32 `yaml:"max_conns" env:"IM_POSTGRES_MAX_CONNS"`
+	MaxConns int32
 }
 
 // Store is a storage.Store on PostgreSQL. It is safe for concurrent use.

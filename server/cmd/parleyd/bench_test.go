@@ -20,19 +20,27 @@ import (
 // acknowledgement; a message counts once its peer's stream has delivered
 // it. Reports delivered msgs/s and send→deliver latency.
 //
-//	go test ./server/cmd/parleyd -run '^$' -bench SendDeliver -benchtime 50000x
+//	go test ./server/cmd/parleyd -run '^$' -bench 'SendDeliver/store=embedded' -benchtime 50000x
 func BenchmarkSendDeliver(b *testing.B) {
-	for _, window := range []int{1, 8, 32} {
-		b.Run(fmt.Sprintf("window=%d", window), func(b *testing.B) { benchSendDeliver(b, window) })
+	for _, store := range []string{"embedded", "postgres"} {
+		for _, window := range []int{1, 8, 32} {
+			b.Run(fmt.Sprintf("store=%s/window=%d", store, window), func(b *testing.B) {
+				var args []string
+				if store == "postgres" {
+					args = []string{"-store", postgresDSN(b)}
+				}
+				benchSendDeliver(b, window, args...)
+			})
+		}
 	}
 }
 
-func benchSendDeliver(b *testing.B, sendWindow int) {
+func benchSendDeliver(b *testing.B, sendWindow int, args ...string) {
 	const pairs = 100
 	ts := startServerEnv(b, map[string]string{
 		// Registration speed is not what this measures.
 		"PARLEY_AUTH_ARGON2_MEMORY_KIB": "1024",
-	})
+	}, args...)
 	type pair struct {
 		from, to *user
 		conv     string

@@ -1,6 +1,8 @@
 // Command parleyd is the Parley server. With no configuration it runs the
 // embedded single-node setup: SQLite under ./data, listening on
 // 127.0.0.1:8080 for Connect, gRPC and gRPC-Web (HTTP/1.1 and h2c).
+// -store postgres://… keeps everything in PostgreSQL instead.
+// `parleyd migrate [flags]` applies the store's migrations and exits.
 package main
 
 import (
@@ -27,11 +29,17 @@ import (
 	"github.com/parley-im/parley/server/hub"
 	"github.com/parley-im/parley/storage"
 	"github.com/parley-im/parley/storage/embedded"
+	"github.com/parley-im/parley/storage/postgres"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "migrate" {
+		err = migrate(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
+	} else {
+		err = run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	}
 	stop()
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
@@ -143,9 +151,37 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // openStore opens the configured system of record.
 func openStore(ctx context.Context, cfg config.Config) (storage.Store, error) {
 	if cfg.Store != "" {
-		return nil, errors.New("store: PostgreSQL support has not landed in this build; leave -store empty for the embedded store")
+		// Open applies pending migrations under an advisory lock, so
+		// several processes may start at once.
+		return postgres.Open(ctx, postgres.Config{DSN: cfg.Store})
 	}
 	return embedded.Open(ctx, embedded.Config{Path: filepath.Join(cfg.DataDir, "parley.db")})
+}
+
+// migrate applies the schema migrations of the configured store and
+// exits: `parleyd migrate [flags]`, for deployments that migrate before
+// rolling out.
+func migrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := config.Load(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	if cfg.Store == "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	epoch, err := st.Epoch(ctx)
+	if err != nil {
+		_ = st.Close()
+		return err
+	}
+	fmt.Fprintf(stdout, "schema is current (epoch %s)\n", epoch)
+	return st.Close()
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {

@@ -100,11 +100,26 @@ func bearer(token string) connect.ClientInterceptor {
 func register(tb testing.TB, hc *http.Client, url, name string) *user {
 	tb.Helper()
 	authc := parleyv1connect.NewAuthServiceClient(connect.NewClient(connecthttp.NewTransport(hc, url)))
-	res, err := authc.Register(tb.Context(), &parleyv1.RegisterRequest{Username: name, Password: "correct-horse-battery"})
+	res, err := authc.Register(tb.Context(), &parleyv1.RegisterRequest{Username: name, Password: testPassword})
 	require.NoError(tb, err)
-	c := connect.NewClient(connecthttp.NewTransport(hc, url), bearer(res.GetTokens().GetAccessToken()))
+	return newUser(hc, url, res.GetUser().GetId(), res.GetDeviceId(), res.GetTokens().GetAccessToken())
+}
+
+// login signs an existing user in on a new device.
+func login(tb testing.TB, hc *http.Client, url, name string) *user {
+	tb.Helper()
+	authc := parleyv1connect.NewAuthServiceClient(connect.NewClient(connecthttp.NewTransport(hc, url)))
+	res, err := authc.Login(tb.Context(), &parleyv1.LoginRequest{Username: name, Password: testPassword})
+	require.NoError(tb, err)
+	return newUser(hc, url, res.GetUser().GetId(), res.GetDeviceId(), res.GetTokens().GetAccessToken())
+}
+
+const testPassword = "correct-horse-battery"
+
+func newUser(hc *http.Client, url, id, device, token string) *user {
+	c := connect.NewClient(connecthttp.NewTransport(hc, url), bearer(token))
 	return &user{
-		id: res.GetUser().GetId(), device: res.GetDeviceId(), token: res.GetTokens().GetAccessToken(),
+		id: id, device: device, token: token,
 		chat: parleyv1connect.NewChatServiceClient(c), convs: parleyv1connect.NewConversationServiceClient(c), auth: parleyv1connect.NewAuthServiceClient(c),
 	}
 }
