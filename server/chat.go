@@ -293,16 +293,10 @@ func (s *Server) typing(ctx context.Context, id auth.Identity, conversationID st
 // directPeers lists the users who share a direct conversation with userID:
 // the ones who see each other's presence.
 func (s *Server) directPeers(ctx context.Context, userID string) []string {
-	convs, err := s.store.ListConversations(ctx, userID)
+	peers, err := s.store.DirectPeers(ctx, userID)
 	if err != nil {
 		s.logger.Warn("list peers for presence", "user_id", userID, "err", err)
 		return []string{}
-	}
-	peers := []string{}
-	for _, c := range convs {
-		if c.PeerID != "" {
-			peers = append(peers, c.PeerID)
-		}
 	}
 	return peers
 }

@@ -90,6 +90,7 @@ type Store interface {
 	GetMember(ctx context.Context, conversationID, userID string) (storage.Member, error)
 	ListMembers(ctx context.Context, conversationID string) ([]storage.Member, error)
 	ListConversations(ctx context.Context, userID string) ([]storage.ConversationSummary, error)
+	DirectPeers(ctx context.Context, userID string) ([]string, error)
 	GetMessage(ctx context.Context, conversationID string, seq uint64) (storage.Message, error)
 	History(ctx context.Context, q storage.HistoryQuery) ([]storage.Message, bool, error)
 }

@@ -330,6 +330,11 @@ type ConversationStore interface {
 	// RemoveMember deletes a membership and appends notice. ErrNotGroup,
 	// ErrNotMember.
 	RemoveMember(ctx context.Context, conversationID, userID string, notice NewMessage) (Message, error)
+	// DirectPeers returns the users who share a direct conversation with
+	// userID (the people who see each other's presence), in no particular
+	// order; empty, not an error, for an unknown user. One indexed query
+	// that reads memberships only, so it is cheap enough for every connect.
+	DirectPeers(ctx context.Context, userID string) ([]string, error)
 	// ListConversations returns a user's conversations, most recent
 	// activity first.
 	ListConversations(ctx context.Context, userID string) ([]ConversationSummary, error)

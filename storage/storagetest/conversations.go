@@ -21,6 +21,28 @@ var conversationTests = []test{
 	{"list_conversations", testListConversations},
 	{"list_conversations_join_point", testListConversationsJoinPoint},
 	{"mark_read", testMarkRead},
+	{"direct_peers", testDirectPeers},
+}
+
+func testDirectPeers(t *testing.T, s storage.Store) {
+	f := newFixture(t, s)
+	a, b, c, d := f.user(), f.user(), f.user(), f.user()
+	f.direct(a, b)
+	f.direct(c, a)
+	f.group(a, d) // a group makes nobody a peer
+
+	peers, err := s.DirectPeers(f.ctx(), a.ID)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{b.ID, c.ID}, peers)
+	peers, err = s.DirectPeers(f.ctx(), b.ID)
+	require.NoError(t, err)
+	require.Equal(t, []string{a.ID}, peers)
+	peers, err = s.DirectPeers(f.ctx(), d.ID)
+	require.NoError(t, err)
+	require.Empty(t, peers)
+	peers, err = s.DirectPeers(f.ctx(), "no-such-user")
+	require.NoError(t, err)
+	require.Empty(t, peers)
 }
 
 func testDirectCreatedOnce(t *testing.T, s storage.Store) {
