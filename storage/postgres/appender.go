@@ -2,11 +2,12 @@ package postgres
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/parley-im/parley/storage"
 )
@@ -28,20 +29,24 @@ const (
 	// sender) pair.
 	membersQuery = `SELECT m.conversation_id, m.user_id FROM members m
 		JOIN unnest($1::text[], $2::text[]) AS k (c, u) ON m.conversation_id = k.c AND m.user_id = k.u`
-	// dupsQuery probes the idempotency index per key. It runs after
-	// lockHeadsQuery in the same batch, under a fresh read-committed
-	// snapshot, so it sees every message committed by whoever held a lock
-	// before us: a retry racing its original finds it here.
+	// dupsQuery probes the idempotency index per key, only when the
+	// optimistic write failed on a committed key or a non-member's message
+	// carries one. It runs after lockHeadsQuery, under a fresh
+	// read-committed snapshot, so it sees every message committed by
+	// whoever held a lock before us: a retry racing its original finds it
+	// here.
 	dupsQuery = `SELECT ` + messageColumnsM + ` FROM messages m
 		JOIN unnest($1::text[], $2::text[], $3::text[]) AS k (c, s, cm)
 		ON m.conversation_id = k.c AND m.sender_id = k.s AND m.client_msg_id = k.cm
 		WHERE m.client_msg_id <> ''`
-	// insertQuery writes the new messages. The conversation locks make a
-	// conflict impossible; ON CONFLICT turns one into a short count
-	// (reported as an error) rather than a gap.
+	// insertQuery writes the new messages. A committed idempotency key
+	// fails it (and the transaction, back to savepointWriteQuery).
 	insertQuery = `INSERT INTO messages (conversation_id, seq, id, sender_id, sender_device_id, client_msg_id, kind, body, created_at)
-		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::smallint[], $8::bytea[], $9::timestamptz[])
-		ON CONFLICT (conversation_id, sender_id, client_msg_id) WHERE client_msg_id <> '' DO NOTHING`
+		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::smallint[], $8::bytea[], $9::timestamptz[])`
+	// savepointWriteQuery and rollbackWriteQuery bracket the optimistic
+	// write.
+	savepointWriteQuery = `SAVEPOINT append_write`
+	rollbackWriteQuery  = `ROLLBACK TO SAVEPOINT append_write`
 	// bumpHeadsQuery moves the conversations' heads; last_message_at
 	// never goes back, even if a sender's clock does.
 	bumpHeadsQuery = `UPDATE conversations c SET last_seq = v.seq, last_message_at = GREATEST(c.last_message_at, v.at)
@@ -68,29 +73,27 @@ type memberKey struct {
 type head struct {
 	lastSeq uint64
 	lastAt  time.Time
-	dirty   bool
 }
 
 // appendBatch commits msgs inside tx, as AppendMessages specifies, and
 // returns their results.
+//
+// It is optimistic about idempotency keys: a retry of a committed message
+// is rare, so the keys are not looked up before the write. The write runs
+// under a savepoint, and the idempotency index rejects a committed key;
+// only then does the batch roll back to the savepoint, read the committed
+// keys (still under the conversations' locks, so nothing can commit one
+// meanwhile) and write again.
 func appendBatch(ctx context.Context, tx pgx.Tx, msgs []storage.NewMessage) ([]storage.AppendResult, error) {
-	// What to read: the conversations (sorted, for the lock order), the
-	// (conversation, sender) pairs and the idempotency keys, each once.
+	// What to read: the conversations (sorted, for the lock order) and
+	// the (conversation, sender) pairs, each once.
 	var (
 		convIDs      []string
 		pairC, pairU []string
-		keyC, keyS   []string
-		keyCM        []string
 		seenConv     = make(map[string]struct{})
 		seenPair     = make(map[memberKey]struct{})
-		seenKey      = make(map[dupKey]struct{})
-		results      = make([]storage.AppendResult, len(msgs))
-		heads        = make(map[string]*head)
+		heads        = make(map[string]head)
 		members      = make(map[memberKey]struct{})
-		dups         = make(map[dupKey]storage.Message)
-		reads        = make(map[memberKey]uint64)
-		first        = make(map[dupKey]int)
-		ins          insertArrays
 	)
 	for _, m := range msgs {
 		if _, ok := seenConv[m.ConversationID]; !ok {
@@ -101,23 +104,14 @@ func appendBatch(ctx context.Context, tx pgx.Tx, msgs []storage.NewMessage) ([]s
 			seenPair[k] = struct{}{}
 			pairC, pairU = append(pairC, k.conversationID), append(pairU, k.userID)
 		}
-		if m.ClientMsgID != "" {
-			if k := (dupKey{m.ConversationID, m.SenderID, m.ClientMsgID}); !has(seenKey, k) {
-				seenKey[k] = struct{}{}
-				keyC, keyS, keyCM = append(keyC, k.conversationID), append(keyS, k.senderID), append(keyCM, k.clientMsgID)
-			}
-		}
 	}
 	slices.Sort(convIDs)
 
 	b := &pgx.Batch{}
 	b.Queue(lockHeadsQuery, convIDs)
 	b.Queue(membersQuery, pairC, pairU)
-	if len(keyC) > 0 {
-		b.Queue(dupsQuery, keyC, keyS, keyCM)
-	}
 	br := tx.SendBatch(ctx, b)
-	err := readHeads(br, heads, members, dups, len(keyC) > 0)
+	err := readHeads(br, heads, members)
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
@@ -125,81 +119,141 @@ func appendBatch(ctx context.Context, tx pgx.Tx, msgs []storage.NewMessage) ([]s
 		return nil, err
 	}
 
-	// Assign seqs in slice order.
+	p := plan(msgs, convIDs, heads, members, nil)
+	if !p.keyedNonMember {
+		if p.ins.len() == 0 {
+			return p.results, nil
+		}
+		err = p.write(ctx, tx, true)
+		if !isKeyConflict(err) {
+			if err != nil {
+				return nil, err
+			}
+			return p.results, nil
+		}
+		// A key was committed before.
+		if _, err := tx.Exec(ctx, rollbackWriteQuery); err != nil {
+			return nil, err
+		}
+	}
+
+	// A key was committed before, or a non-member's message carries one
+	// (its original stands even when the sender has left since): read the
+	// committed keys and plan again.
+	dups, err := readDups(ctx, tx, msgs)
+	if err != nil {
+		return nil, err
+	}
+	p = plan(msgs, convIDs, heads, members, dups)
+	if p.ins.len() == 0 {
+		return p.results, nil
+	}
+	if err := p.write(ctx, tx, false); err != nil {
+		return nil, err
+	}
+	return p.results, nil
+}
+
+// batchPlan is what a batch writes and returns.
+type batchPlan struct {
+	results []storage.AppendResult
+	ins     insertArrays
+	hID     []string
+	hSeq    []int64
+	hAt     []time.Time
+	rc, ru  []string
+	rs      []int64
+	// keyedNonMember is set when a message carrying an idempotency key
+	// was refused as a non-member's: unless dups were given, it may be a
+	// committed one.
+	keyedNonMember bool
+}
+
+// plan assigns seqs in slice order, from the heads as read, given the
+// memberships and the committed keys (dups).
+func plan(msgs []storage.NewMessage, convIDs []string, heads map[string]head, members map[memberKey]struct{}, dups map[dupKey]storage.Message) *batchPlan {
+	var (
+		p     = &batchPlan{results: make([]storage.AppendResult, len(msgs))}
+		moved = make(map[string]*head, len(heads))
+		reads = make(map[memberKey]uint64)
+		first = make(map[dupKey]int)
+	)
 	for i, m := range msgs {
 		k := dupKey{m.ConversationID, m.SenderID, m.ClientMsgID}
 		if m.ClientMsgID != "" {
 			if j, ok := first[k]; ok {
-				results[i] = results[j]
-				results[i].Duplicate = results[j].Err == nil
+				p.results[i] = p.results[j]
+				p.results[i].Duplicate = p.results[j].Err == nil
 				continue
 			}
 			first[k] = i
 			if orig, ok := dups[k]; ok {
 				// Committed before: the original, even when the sender
 				// has left since.
-				results[i] = storage.AppendResult{Message: orig, Duplicate: true}
+				p.results[i] = storage.AppendResult{Message: orig, Duplicate: true}
 				continue
 			}
 		}
 		mk := memberKey{m.ConversationID, m.SenderID}
-		h := heads[m.ConversationID]
+		h := moved[m.ConversationID]
+		if h == nil {
+			read, ok := heads[m.ConversationID]
+			if ok {
+				h = &read
+				moved[m.ConversationID] = h
+			}
+		}
 		if _, ok := members[mk]; !ok || h == nil {
-			results[i] = storage.AppendResult{Err: storage.ErrNotMember}
+			p.results[i] = storage.AppendResult{Err: storage.ErrNotMember}
+			p.keyedNonMember = p.keyedNonMember || m.ClientMsgID != ""
 			continue
 		}
 		msg := newMessage(m, h.lastSeq+1)
 		h.lastSeq = msg.Seq
 		h.lastAt = maxTime(h.lastAt, msg.CreatedAt)
-		h.dirty = true
 		reads[mk] = max(reads[mk], msg.Seq)
-		ins.add(msg)
-		results[i] = storage.AppendResult{Message: msg}
+		p.ins.add(msg)
+		p.results[i] = storage.AppendResult{Message: msg}
 	}
-	if ins.len() == 0 {
-		return results, nil
-	}
-
-	b = &pgx.Batch{}
-	b.Queue(insertQuery, ins.args()...)
-	var hID []string
-	var hSeq []int64
-	var hAt []time.Time
 	for _, id := range convIDs {
-		if h := heads[id]; h != nil && h.dirty {
-			hID, hSeq, hAt = append(hID, id), append(hSeq, i64(h.lastSeq)), append(hAt, h.lastAt)
+		if h := moved[id]; h != nil {
+			p.hID, p.hSeq, p.hAt = append(p.hID, id), append(p.hSeq, i64(h.lastSeq)), append(p.hAt, h.lastAt)
 		}
 	}
-	b.Queue(bumpHeadsQuery, hID, hSeq, hAt)
-	rc := make([]string, 0, len(reads))
-	ru := make([]string, 0, len(reads))
-	rs := make([]int64, 0, len(reads))
+	p.rc = make([]string, 0, len(reads))
+	p.ru = make([]string, 0, len(reads))
+	p.rs = make([]int64, 0, len(reads))
 	for k, seq := range reads {
-		rc, ru, rs = append(rc, k.conversationID), append(ru, k.userID), append(rs, i64(seq))
+		p.rc, p.ru, p.rs = append(p.rc, k.conversationID), append(p.ru, k.userID), append(p.rs, i64(seq))
 	}
-	b.Queue(readUpToQuery, rc, ru, rs)
-	br = tx.SendBatch(ctx, b)
-	tag, err := br.Exec()
-	if err == nil && tag.RowsAffected() != int64(ins.len()) {
-		err = fmt.Errorf("insert of %d messages wrote %d: an idempotency key was committed concurrently", ins.len(), tag.RowsAffected())
+	return p
+}
+
+// write writes the plan's messages, heads and read marks in one round
+// trip, after a savepoint if asked.
+func (p *batchPlan) write(ctx context.Context, tx pgx.Tx, savepoint bool) error {
+	b := &pgx.Batch{}
+	if savepoint {
+		b.Queue(savepointWriteQuery)
 	}
-	for range 2 {
-		if err != nil {
+	b.Queue(insertQuery, p.ins.args()...)
+	b.Queue(bumpHeadsQuery, p.hID, p.hSeq, p.hAt)
+	b.Queue(readUpToQuery, p.rc, p.ru, p.rs)
+	br := tx.SendBatch(ctx, b)
+	var err error
+	for range b.Len() {
+		if _, err = br.Exec(); err != nil {
 			break
 		}
-		_, err = br.Exec()
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return nil, err
-	}
-	return results, nil
+	return err
 }
 
 // readHeads reads the results of the lock-and-read batch.
-func readHeads(br pgx.BatchResults, heads map[string]*head, members map[memberKey]struct{}, dups map[dupKey]storage.Message, withDups bool) error {
+func readHeads(br pgx.BatchResults, heads map[string]head, members map[memberKey]struct{}) error {
 	rows, err := br.Query()
 	if err != nil {
 		return err
@@ -214,7 +268,7 @@ func readHeads(br pgx.BatchResults, heads map[string]*head, members map[memberKe
 			rows.Close()
 			return err
 		}
-		heads[id] = &head{lastSeq: u64(seq), lastAt: at.UTC()}
+		heads[id] = head{lastSeq: u64(seq), lastAt: at.UTC()}
 	}
 	if err := rows.Err(); err != nil {
 		return err
@@ -231,25 +285,46 @@ func readHeads(br pgx.BatchResults, heads map[string]*head, members map[memberKe
 		}
 		members[k] = struct{}{}
 	}
-	if err := rows.Err(); err != nil {
-		return err
+	return rows.Err()
+}
+
+// readDups reads the committed messages carrying the batch's idempotency
+// keys.
+func readDups(ctx context.Context, tx pgx.Tx, msgs []storage.NewMessage) (map[dupKey]storage.Message, error) {
+	var (
+		keyC, keyS, keyCM []string
+		seen              = make(map[dupKey]struct{})
+		dups              = make(map[dupKey]storage.Message)
+	)
+	for _, m := range msgs {
+		if m.ClientMsgID == "" {
+			continue
+		}
+		if k := (dupKey{m.ConversationID, m.SenderID, m.ClientMsgID}); !has(seen, k) {
+			seen[k] = struct{}{}
+			keyC, keyS, keyCM = append(keyC, k.conversationID), append(keyS, k.senderID), append(keyCM, k.clientMsgID)
+		}
 	}
-	if !withDups {
-		return nil
-	}
-	rows, err = br.Query()
+	rows, err := tx.Query(ctx, dupsQuery, keyC, keyS, keyCM)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	defer rows.Close()
 	for rows.Next() {
 		msg, err := scanMessage(rows)
 		if err != nil {
-			rows.Close()
-			return err
+			return nil, err
 		}
 		dups[dupKey{msg.ConversationID, msg.SenderID, msg.ClientMsgID}] = msg
 	}
-	return rows.Err()
+	return dups, rows.Err()
+}
+
+// isKeyConflict reports whether err is a violation of the idempotency
+// index.
+func isKeyConflict(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "messages_client_msg_id"
 }
 
 // appendNotice appends a system notice at its conversation's next seq,
