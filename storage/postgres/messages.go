@@ -21,11 +21,15 @@ const maxPage = 10_000
 // conversation that does not exist) gets Err == storage.ErrNotMember;
 // anything else gets the next seq.
 //
-// The batch locks its conversations' rows in id order, reads their heads,
-// the senders' memberships and the committed keys in one round trip,
-// assigns seqs in memory, and writes the messages, heads and senders' read
-// marks in a second: four round trips with BEGIN and COMMIT, whatever the
-// batch size. Concurrent batches (from any process) that share a
+// The batch locks its conversations' rows in id order and reads their
+// heads and the senders' memberships in one round trip, assigns seqs in
+// memory, and writes the messages, heads and senders' read marks under a
+// savepoint in a second: four round trips with BEGIN and COMMIT, whatever
+// the batch size. It assumes no key was committed before (a retry of a
+// committed message is rare): when the insert hits a committed key, it
+// rolls back to the savepoint, reads the committed keys (the conversation
+// locks keep anything new from committing meanwhile), reassigns seqs and
+// writes again. Concurrent batches (from any process) that share a
 // conversation run one after the other, so seqs have no gaps. Any other
 // error rolls the whole batch back. An empty batch returns no results.
 func (s *Store) AppendMessages(ctx context.Context, msgs []storage.NewMessage) ([]storage.AppendResult, error) {
