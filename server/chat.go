@@ -79,6 +79,9 @@ func (c *chatService) Subscribe(ctx context.Context, _ *parleyv1.SubscribeReques
 
 func (c *chatService) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequest) (*parleyv1.SendMessageResponse, error) {
 	id := mustIdentity(ctx)
+	if err := c.s.allowSend(id.DeviceID); err != nil {
+		return nil, err
+	}
 	msg, err := c.s.newMessage(id, req.GetConversationId(), req.GetClientMsgId(), req.GetContent())
 	if err != nil {
 		return nil, err

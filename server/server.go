@@ -25,6 +25,7 @@ import (
 	"github.com/parley-im/parley/clients/go/gen/parley/v1/parleyv1connect"
 	"github.com/parley-im/parley/server/engine"
 	"github.com/parley-im/parley/server/hub"
+	"github.com/parley-im/parley/server/internal/ratelimit"
 	"github.com/parley-im/parley/server/shard"
 	"github.com/parley-im/parley/storage"
 )
@@ -47,10 +48,20 @@ type Config struct {
 	// MaxInflightSends bounds the sends of one stream awaiting commit;
 	// beyond it the server stops reading that stream until commits return.
 	MaxInflightSends int `yaml:"max_inflight_sends" env:"MAX_INFLIGHT_SENDS"`
+	// SendRate is how many messages per second one device may send,
+	// sustained, over its streams and SendMessage together. A send beyond
+	// it is refused with ResourceExhausted: an Error frame on a stream
+	// (which stays open), an error with a google.rpc.RetryInfo detail on
+	// SendMessage. 0 disables the limit. Default 200.
+	SendRate int `yaml:"send_rate" env:"SEND_RATE"`
+	// SendBurst is how many messages a device may send at once above
+	// SendRate. At least 1 when SendRate is set. Default 1000.
+	SendBurst int `yaml:"send_burst" env:"SEND_BURST"`
 }
 
 // DefaultConfig returns the defaults: 2-minute recall window, groups of up
-// to 1,000, 30 s heartbeats with a 90 s timeout.
+// to 1,000, 30 s heartbeats with a 90 s timeout, 256 sends in flight per
+// stream, 200 messages/s per device with bursts of 1,000.
 func DefaultConfig() Config {
 	return Config{
 		RecallWindow:      2 * time.Minute,
@@ -58,6 +69,8 @@ func DefaultConfig() Config {
 		HeartbeatInterval: 30 * time.Second,
 		HeartbeatTimeout:  90 * time.Second,
 		MaxInflightSends:  256,
+		SendRate:          200,
+		SendBurst:         1000,
 	}
 }
 
@@ -74,6 +87,10 @@ func (c Config) Validate() error {
 		return errors.New("heartbeat_timeout must exceed heartbeat_interval")
 	case c.MaxInflightSends < 1:
 		return errors.New("max_inflight_sends must be at least 1")
+	case c.SendRate < 0:
+		return errors.New("send_rate must not be negative")
+	case c.SendRate > 0 && c.SendBurst < 1:
+		return errors.New("send_burst must be at least 1 when send_rate is set")
 	}
 	return nil
 }
@@ -126,6 +143,8 @@ type Server struct {
 	validator protovalidate.Validator
 	handler   http.Handler
 	layout    shard.Layout
+	// sends is the per-device send limit; nil when disabled.
+	sends *ratelimit.Keyed
 
 	// sessions counts the goroutines of live streams, including readers
 	// blocked on the network that end only when their handler returns.
@@ -155,6 +174,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.sends = newSendLimiter(cfg)
 	s.layout = d.Layout
 	if s.layout.Shards == 0 {
 		s.layout = shard.Single()
@@ -183,6 +203,14 @@ func New(cfg Config, d Deps) (*Server, error) {
 	connecthttp.Mount(mux, cs, connecthttp.WithCompressMinBytes(compressMinBytes))
 	s.handler = mux
 	return s, nil
+}
+
+// newSendLimiter is the per-device send limit of cfg; nil when disabled.
+func newSendLimiter(cfg Config) *ratelimit.Keyed {
+	if cfg.SendRate <= 0 {
+		return nil
+	}
+	return ratelimit.New(cfg.SendBurst, time.Second/time.Duration(cfg.SendRate))
 }
 
 // Handler is the http.Handler serving every procedure. Serve it over

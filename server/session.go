@@ -291,6 +291,10 @@ func (ss *session) handleFrame(ctx context.Context, f *parleyv1.ClientFrame) err
 	}
 	switch k := f.GetKind().(type) {
 	case *parleyv1.ClientFrame_Send:
+		if err := ss.s.allowSend(ss.id.DeviceID); err != nil {
+			ss.conn.Deliver(errorFrame(k.Send.GetClientMsgId(), err))
+			return nil
+		}
 		msg, err := ss.s.newMessage(ss.id, k.Send.GetConversationId(), k.Send.GetClientMsgId(), k.Send.GetContent())
 		if err != nil {
 			ss.conn.Deliver(errorFrame(k.Send.GetClientMsgId(), err))

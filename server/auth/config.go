@@ -51,6 +51,26 @@ type Config struct {
 	// MaxConcurrentHashes × Argon2MemoryKiB; further callers wait their
 	// turn or give up when their context ends. Default 4.
 	MaxConcurrentHashes int `yaml:"max_concurrent_hashes" env:"MAX_CONCURRENT_HASHES"`
+	// LoginFailureBurst is how many failed logins a username may take at
+	// once; beyond it, one more per LoginFailureInterval, and every Login
+	// of that username (right password or not) fails with
+	// ResourceExhausted until then. Unknown usernames are counted alike,
+	// so the limit does not tell whether an account exists. 0 disables
+	// the limit. Default 10.
+	LoginFailureBurst int `yaml:"login_failure_burst" env:"LOGIN_FAILURE_BURST"`
+	// LoginFailureInterval refills one failed login of a username. 0
+	// disables the limit. Default 1m (so 10 failures, then one a minute;
+	// the full burst is back after 10 quiet minutes).
+	LoginFailureInterval time.Duration `yaml:"login_failure_interval" env:"LOGIN_FAILURE_INTERVAL"`
+	// AddressAttemptBurst is how many Register and Login calls one client
+	// address (IP, without the port) may make at once; beyond it, one more
+	// per AddressAttemptInterval. Behind a proxy every client shares the
+	// proxy's address: raise it or disable it there. 0 disables the
+	// limit. Default 30.
+	AddressAttemptBurst int `yaml:"address_attempt_burst" env:"ADDRESS_ATTEMPT_BURST"`
+	// AddressAttemptInterval refills one attempt of an address. 0
+	// disables the limit. Default 1s.
+	AddressAttemptInterval time.Duration `yaml:"address_attempt_interval" env:"ADDRESS_ATTEMPT_INTERVAL"`
 }
 
 // DefaultConfig returns the defaults documented on each Config field.
@@ -64,6 +84,11 @@ func DefaultConfig() Config {
 		Argon2Iterations:    1,
 		Argon2Parallelism:   2,
 		MaxConcurrentHashes: 4,
+
+		LoginFailureBurst:      10,
+		LoginFailureInterval:   time.Minute,
+		AddressAttemptBurst:    30,
+		AddressAttemptInterval: time.Second,
 	}
 }
 
@@ -85,6 +110,18 @@ func (c Config) Validate() error {
 	errs = append(errs, c.params().validate()...)
 	if c.MaxConcurrentHashes < 1 {
 		errs = append(errs, fmt.Errorf("max_concurrent_hashes must be at least 1, got %d", c.MaxConcurrentHashes))
+	}
+	if c.LoginFailureBurst < 0 {
+		errs = append(errs, fmt.Errorf("login_failure_burst must not be negative, got %d", c.LoginFailureBurst))
+	}
+	if c.LoginFailureInterval < 0 {
+		errs = append(errs, fmt.Errorf("login_failure_interval must not be negative, got %s", c.LoginFailureInterval))
+	}
+	if c.AddressAttemptBurst < 0 {
+		errs = append(errs, fmt.Errorf("address_attempt_burst must not be negative, got %d", c.AddressAttemptBurst))
+	}
+	if c.AddressAttemptInterval < 0 {
+		errs = append(errs, fmt.Errorf("address_attempt_interval must not be negative, got %s", c.AddressAttemptInterval))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("auth config: %w", err)

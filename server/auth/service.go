@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +30,7 @@ import (
 
 	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
 	"github.com/parley-im/parley/clients/go/gen/parley/v1/parleyv1connect"
+	"github.com/parley-im/parley/server/internal/ratelimit"
 	"github.com/parley-im/parley/storage"
 )
 
@@ -42,6 +44,7 @@ const (
 	msgUnavailable         = "service unavailable, retry later"
 	msgMissingCredentials  = "username and password are required"
 	msgMissingRefreshToken = "refresh token is required"
+	msgTooManyAttempts     = "too many attempts, retry later"
 )
 
 var _ parleyv1connect.AuthServiceHandler = (*Service)(nil)
@@ -65,7 +68,10 @@ type Store interface {
 // that reports storage.ErrUnavailable yields Unavailable; a context that
 // ends yields its own error (Canceled or DeadlineExceeded); anything else
 // yields Internal with a generic message, its cause logged with user_id and
-// err. Passwords and tokens are never logged.
+// err. Passwords and tokens are never logged. Register and Login may also
+// fail with ResourceExhausted "too many attempts, retry later", carrying a
+// google.rpc.RetryInfo detail, when the client address or the username is
+// rate limited (see Config).
 type Service struct {
 	cfg       Config
 	store     Store
@@ -78,6 +84,11 @@ type Service struct {
 	// that a failed Login costs the same whether or not it does.
 	dummyHash string
 	onRevoke  atomic.Pointer[func(deviceID string)]
+	// loginFailures counts failed logins per lowercased username;
+	// attempts counts Register and Login calls per client address. nil
+	// when disabled.
+	loginFailures *ratelimit.Keyed
+	attempts      *ratelimit.Keyed
 }
 
 // New returns a Service. It validates cfg, then loads the signing key from
@@ -145,8 +156,10 @@ func New(cfg Config, dataDir string, store Store, logger *slog.Logger, now func(
 			cache:   newDeviceCache(cfg.DeviceCacheTTL, cfg.DeviceCacheSize, now),
 			logger:  logger,
 		},
-		hashSlots: make(chan struct{}, cfg.MaxConcurrentHashes),
-		dummyHash: dummy,
+		hashSlots:     make(chan struct{}, cfg.MaxConcurrentHashes),
+		dummyHash:     dummy,
+		loginFailures: ratelimit.New(cfg.LoginFailureBurst, cfg.LoginFailureInterval),
+		attempts:      ratelimit.New(cfg.AddressAttemptBurst, cfg.AddressAttemptInterval),
 	}, nil
 }
 
@@ -182,6 +195,9 @@ func (s *Service) Register(ctx context.Context, req *parleyv1.RegisterRequest) (
 	if req.GetUsername() == "" || req.GetPassword() == "" {
 		return nil, connect.NewError(connect.CodeInvalidArgument, msgMissingCredentials)
 	}
+	if err := s.allowAttempt(ctx); err != nil {
+		return nil, err
+	}
 	hash, err := s.hashPassword(ctx, req.GetPassword())
 	if err != nil {
 		return nil, s.internal(ctx, "register: hash password", "", err)
@@ -215,12 +231,22 @@ func (s *Service) Register(ctx context.Context, req *parleyv1.RegisterRequest) (
 // Login creates a device). The username is matched case-insensitively,
 // since usernames are lowercase. Errors: Unauthenticated "invalid username
 // or password" for an unknown username and a wrong password alike, at the
-// same cost. Otherwise as documented on Service.
+// same cost. ResourceExhausted once the username has failed too often,
+// known or not. Otherwise as documented on Service.
 func (s *Service) Login(ctx context.Context, req *parleyv1.LoginRequest) (*parleyv1.LoginResponse, error) {
 	if req.GetUsername() == "" || req.GetPassword() == "" {
 		return nil, connect.NewError(connect.CodeInvalidArgument, msgMissingCredentials)
 	}
-	u, err := s.store.GetUserByUsername(ctx, strings.ToLower(req.GetUsername()))
+	if err := s.allowAttempt(ctx); err != nil {
+		return nil, err
+	}
+	username := strings.ToLower(req.GetUsername())
+	// Checked before the store is asked, so a limited username answers
+	// the same whether or not it exists.
+	if ok, wait := s.loginFailures.Check(username, s.now()); !ok {
+		return nil, ratelimit.Error(msgTooManyAttempts, wait)
+	}
+	u, err := s.store.GetUserByUsername(ctx, username)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		// Spend the same time as for a real user; the result is
@@ -228,6 +254,7 @@ func (s *Service) Login(ctx context.Context, req *parleyv1.LoginRequest) (*parle
 		if _, err := s.verifyPassword(ctx, req.GetPassword(), s.dummyHash); err != nil {
 			return nil, s.internal(ctx, "login: verify dummy password", "", err)
 		}
+		s.loginFailures.Spend(username, s.now())
 		return nil, connect.NewError(connect.CodeUnauthenticated, msgBadCredentials)
 	case err != nil:
 		return nil, s.storeError(ctx, "login: get user", "", err)
@@ -237,6 +264,7 @@ func (s *Service) Login(ctx context.Context, req *parleyv1.LoginRequest) (*parle
 		return nil, s.internal(ctx, "login: verify password", u.ID, err)
 	}
 	if !ok {
+		s.loginFailures.Spend(username, s.now())
 		return nil, connect.NewError(connect.CodeUnauthenticated, msgBadCredentials)
 	}
 	deviceID, tokens, err := s.startSession(ctx, u.ID, req.GetDeviceName())
@@ -324,6 +352,24 @@ func (s *Service) Logout(ctx context.Context, _ *parleyv1.LogoutRequest) (*parle
 	}
 	s.revoked(id.DeviceID)
 	return &parleyv1.LogoutResponse{}, nil
+}
+
+// allowAttempt spends one Register or Login attempt of the calling
+// client's address. Calls whose address is unknown (no peer, as in-process
+// tests) are not limited.
+func (s *Service) allowAttempt(ctx context.Context) error {
+	info, ok := connect.CallInfoForServerContext(ctx)
+	if !ok || info.PeerAddr == "" {
+		return nil
+	}
+	host := info.PeerAddr
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if ok, wait := s.attempts.Allow(host, s.now()); !ok {
+		return ratelimit.Error(msgTooManyAttempts, wait)
+	}
+	return nil
 }
 
 // startSession creates a device for userID with its first refresh token and
