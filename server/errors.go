@@ -3,13 +3,11 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 
 	"connectrpc.com/connect/v2"
 
 	"github.com/parley-im/parley/server/engine"
-	"github.com/parley-im/parley/server/internal/ratelimit"
 	"github.com/parley-im/parley/storage"
 )
 
@@ -51,14 +49,4 @@ func toConnect(ctx context.Context, logger *slog.Logger, op string, err error) e
 		logger.ErrorContext(ctx, "request failed", "procedure", op, "err", err)
 		return connect.NewError(connect.CodeInternal, "internal error")
 	}
-}
-
-// allowSend spends one send of deviceID, or returns the ResourceExhausted
-// error (with a RetryInfo detail) that refuses it.
-func (s *Server) allowSend(deviceID string) error {
-	if ok, wait := s.sends.Allow(deviceID, s.now()); !ok {
-		return ratelimit.Error(fmt.Sprintf("send rate limit exceeded: %d messages per second per device (bursts of %d), retry later",
-			s.cfg.SendRate, s.cfg.SendBurst), wait)
-	}
-	return nil
 }

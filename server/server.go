@@ -205,14 +205,6 @@ func New(cfg Config, d Deps) (*Server, error) {
 	return s, nil
 }
 
-// newSendLimiter is the per-device send limit of cfg; nil when disabled.
-func newSendLimiter(cfg Config) *ratelimit.Keyed {
-	if cfg.SendRate <= 0 {
-		return nil
-	}
-	return ratelimit.New(cfg.SendBurst, time.Second/time.Duration(cfg.SendRate))
-}
-
 // Handler is the http.Handler serving every procedure. Serve it over
 // HTTP/2 (h2c on loopback, TLS elsewhere) and HTTP/1.1.
 func (s *Server) Handler() http.Handler { return s.handler }
