@@ -44,6 +44,24 @@ var (
 	ErrTokenReused = errors.New("refresh token reused")
 )
 
+// sentinels lists every error above, for IsSentinel.
+var sentinels = []error{
+	ErrNotFound, ErrConflict, ErrUnavailable, ErrNotMember,
+	ErrGroupFull, ErrNotGroup, ErrRevoked, ErrTokenReused,
+}
+
+// IsSentinel reports whether err already is (or wraps) one of this
+// package's sentinel errors, so a backend translating driver errors can
+// leave it alone.
+func IsSentinel(err error) bool {
+	for _, s := range sentinels {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
 // ConversationKind says how a conversation is shaped.
 type ConversationKind int
 

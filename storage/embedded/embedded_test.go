@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -139,8 +140,8 @@ func TestSurvivesSIGKILL(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "parley.db")
 
-	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestHelperAppendThenHang$")
-	cmd.Env = append(os.Environ(), "PARLEY_EMBEDDED_HELPER_DB="+path)
+	cmd := exec.CommandContext(t.Context(), os.Args[0])
+	cmd.Env = append(os.Environ(), helperDBEnv+"="+path)
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	// The child blocks reading its stdin, which stays open until it dies.
@@ -169,36 +170,56 @@ func TestSurvivesSIGKILL(t *testing.T) {
 	require.Equal(t, uint64(acked), c.LastSeq, "every acknowledged message survived")
 }
 
-// TestHelperAppendThenHang is TestSurvivesSIGKILL's child; it does nothing
-// in a normal run.
-func TestHelperAppendThenHang(t *testing.T) {
-	path := os.Getenv("PARLEY_EMBEDDED_HELPER_DB")
-	if path == "" {
-		t.Skip("helper process for TestSurvivesSIGKILL")
+// helperDBEnv names the database TestSurvivesSIGKILL's child process
+// appends to; TestMain runs the child instead of the tests when it is set.
+const helperDBEnv = "PARLEY_EMBEDDED_HELPER_DB"
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(helperDBEnv); path != "" {
+		if err := appendThenHang(path); err != nil {
+			fmt.Fprintln(os.Stderr, "helper:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
+	os.Exit(m.Run())
+}
+
+// appendThenHang is TestSurvivesSIGKILL's child: it commits messages,
+// reports how many, and waits with the store open to be killed.
+func appendThenHang(path string) error {
 	ctx := context.Background()
 	s, err := embedded.Open(ctx, embedded.Config{Path: path})
-	require.NoError(t, err)
-	a, b := user(t, s, "a"), user(t, s, "b")
-	_, _, err = s.GetOrCreateDirect(ctx, "c1", a.ID, b.ID, time.Now())
-	require.NoError(t, err)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, id := range []string{"a", "b"} {
+		if err := s.CreateUser(ctx, storage.User{ID: id, Username: "name-" + id, DisplayName: id, PasswordHash: "h", CreatedAt: now}); err != nil {
+			return err
+		}
+	}
+	if _, _, err := s.GetOrCreateDirect(ctx, "c1", "a", "b", now); err != nil {
+		return err
+	}
 	const batches, batch = 20, 50
 	for i := range batches {
 		msgs := make([]storage.NewMessage, batch)
 		for j := range msgs {
 			msgs[j] = storage.NewMessage{
-				ID: fmt.Sprintf("m%d-%d", i, j), ConversationID: "c1", SenderID: a.ID,
+				ID: fmt.Sprintf("m%d-%d", i, j), ConversationID: "c1", SenderID: "a",
 				ClientMsgID: fmt.Sprintf("c%d-%d", i, j), Kind: storage.MessageText, Body: []byte("x"),
 			}
 		}
-		_, err := s.AppendMessages(ctx, msgs)
-		require.NoError(t, err)
+		if _, err := s.AppendMessages(ctx, msgs); err != nil {
+			return err
+		}
 	}
 	fmt.Printf("acked %d\n", batches*batch)
 	// Hang with the store open until the parent kills the process (its
 	// stdin never ends before that).
 	_, _ = io.Copy(io.Discard, os.Stdin)
-	t.Fatal("stdin closed before SIGKILL")
+	return errors.New("stdin closed before SIGKILL")
 }
 
 func parseAcked(line string) (int, bool) {

@@ -12,28 +12,6 @@ import (
 	"github.com/parley-im/parley/storage"
 )
 
-// sentinels are the storage errors translate leaves alone.
-var sentinels = []error{
-	storage.ErrNotFound,
-	storage.ErrConflict,
-	storage.ErrUnavailable,
-	storage.ErrNotMember,
-	storage.ErrGroupFull,
-	storage.ErrNotGroup,
-	storage.ErrRevoked,
-	storage.ErrTokenReused,
-}
-
-// isSentinel reports whether err already is one of the storage sentinels.
-func isSentinel(err error) bool {
-	for _, s := range sentinels {
-		if errors.Is(err, s) {
-			return true
-		}
-	}
-	return false
-}
-
 // translate maps driver errors onto the storage sentinels. The driver's text
 // is dropped for ErrNotFound and ErrConflict (it names tables and columns,
 // and these errors can reach clients) and kept for ErrUnavailable, which
@@ -45,7 +23,7 @@ func isSentinel(err error) bool {
 //
 // Anything else is returned as it is.
 func translate(err error) error {
-	if err == nil || isSentinel(err) {
+	if err == nil || storage.IsSentinel(err) {
 		return err
 	}
 	if errors.Is(err, sql.ErrNoRows) {

@@ -188,7 +188,7 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return ctxErr
 	}
-	if s.closed.Load() && !isSentinel(err) {
+	if s.closed.Load() && !storage.IsSentinel(err) {
 		err = fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
 	}
 	return fmt.Errorf("embedded: %s: %w", op, translate(err))

@@ -11,28 +11,6 @@ import (
 	"github.com/parley-im/parley/storage"
 )
 
-// sentinels are the storage errors translate leaves alone.
-var sentinels = []error{
-	storage.ErrNotFound,
-	storage.ErrConflict,
-	storage.ErrUnavailable,
-	storage.ErrNotMember,
-	storage.ErrGroupFull,
-	storage.ErrNotGroup,
-	storage.ErrRevoked,
-	storage.ErrTokenReused,
-}
-
-// isSentinel reports whether err already is one of the storage sentinels.
-func isSentinel(err error) bool {
-	for _, s := range sentinels {
-		if errors.Is(err, s) {
-			return true
-		}
-	}
-	return false
-}
-
 // translate maps driver errors onto the storage sentinels. The server's
 // text is dropped for ErrNotFound and ErrConflict (it names tables,
 // constraints and values, and these errors can reach clients) and kept for
@@ -47,7 +25,7 @@ func isSentinel(err error) bool {
 //
 // Anything else is returned as it is.
 func translate(err error) error {
-	if err == nil || isSentinel(err) {
+	if err == nil || storage.IsSentinel(err) {
 		return err
 	}
 	if errors.Is(err, pgx.ErrNoRows) {

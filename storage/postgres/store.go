@@ -145,7 +145,7 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 		return ctxErr
 	}
 	err = translate(err)
-	if s.closed.Load() && !isSentinel(err) {
+	if s.closed.Load() && !storage.IsSentinel(err) {
 		err = fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
 	}
 	return fmt.Errorf("postgres: %s: %w", op, err)
