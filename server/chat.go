@@ -93,7 +93,7 @@ func (c *chatService) SendMessage(ctx context.Context, req *parleyv1.SendMessage
 	if err != nil {
 		return nil, toConnect(ctx, c.s.logger, "SendMessage", err)
 	}
-	return &parleyv1.SendMessageResponse{Message: messageProto(res.Message), Duplicate: res.Duplicate}, nil
+	return &parleyv1.SendMessageResponse{Message: wire.Message(res.Message), Duplicate: res.Duplicate}, nil
 }
 
 func (c *chatService) Ack(ctx context.Context, req *parleyv1.AckRequest) (*parleyv1.AckResponse, error) {
@@ -157,7 +157,7 @@ func (c *chatService) RecallMessage(ctx context.Context, req *parleyv1.RecallMes
 	if err != nil {
 		return nil, toConnect(ctx, s.logger, "RecallMessage", err)
 	}
-	return &parleyv1.RecallMessageResponse{Notice: messageProto(committed)}, nil
+	return &parleyv1.RecallMessageResponse{Notice: wire.Message(committed)}, nil
 }
 
 func (c *chatService) GetHistory(ctx context.Context, req *parleyv1.GetHistoryRequest) (*parleyv1.GetHistoryResponse, error) {
@@ -316,8 +316,6 @@ func mustIdentity(ctx context.Context) auth.Identity {
 	id, _ := auth.IdentityFrom(ctx)
 	return id
 }
-
-func messageProto(m storage.Message) *parleyv1.Message { return wire.Message(m) }
 
 // invalidArgument turns a protovalidate failure into InvalidArgument naming
 // the field.

@@ -53,31 +53,25 @@ func (c *conversationService) CreateDirect(ctx context.Context, req *parleyv1.Cr
 func (c *conversationService) CreateGroup(ctx context.Context, req *parleyv1.CreateGroupRequest) (*parleyv1.CreateGroupResponse, error) {
 	id := mustIdentity(ctx)
 	s := c.s
-	members := make([]string, 0, len(req.GetMemberIds()))
-	for _, m := range req.GetMemberIds() {
-		if m != id.UserID {
-			members = append(members, m)
-		}
-	}
-	if len(members)+1 > s.cfg.MaxGroupSize {
-		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Sprintf("member_ids: a group has at most %d members", s.cfg.MaxGroupSize))
-	}
 	convID := uuid.Must(uuid.NewV7()).String()
 	conv, err := s.engine.CreateGroup(ctx, storage.NewGroup{
-		ID:         convID,
-		Title:      req.GetTitle(),
-		OwnerID:    id.UserID,
-		MemberIDs:  members,
+		ID:      convID,
+		Title:   req.GetTitle(),
+		OwnerID: id.UserID,
+		// The store ignores the owner among them and enforces the size.
+		MemberIDs:  req.GetMemberIds(),
 		CreatedAt:  s.now(),
 		MaxMembers: s.cfg.MaxGroupSize,
 		Notice: s.systemMessage(id, convID, &parleyv1.SystemEvent{Event: &parleyv1.SystemEvent_GroupCreated{
 			GroupCreated: &parleyv1.GroupCreated{Title: req.GetTitle(), OwnerId: id.UserID},
 		}}),
 	})
-	if errors.Is(err, storage.ErrNotFound) {
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
 		return nil, connect.NewError(connect.CodeNotFound, "member_ids: a user does not exist")
-	}
-	if err != nil {
+	case errors.Is(err, storage.ErrGroupFull):
+		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Sprintf("member_ids: a group has at most %d members", s.cfg.MaxGroupSize))
+	case err != nil:
 		return nil, toConnect(ctx, s.logger, "CreateGroup", err)
 	}
 	return &parleyv1.CreateGroupResponse{Conversation: wire.Conversation(conv)}, nil

@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect/v2"
 
 	"github.com/parley-im/parley/server/engine"
+	"github.com/parley-im/parley/server/hub"
 	"github.com/parley-im/parley/storage"
 )
 
@@ -20,7 +21,7 @@ var (
 	errMediaUnsupported     = connect.NewError(connect.CodeFailedPrecondition, "content: image and file messages need media uploads, which this server does not support yet")
 )
 
-// toConnect is the one place where storage and engine errors become
+// toConnect is the one place where storage, engine and hub errors become
 // Connect codes. Errors already carrying a code and context errors pass
 // through; anything unexpected is logged here (once) and reaches the
 // client as a bare Internal error, so no SQL, path or host name leaks.
@@ -45,6 +46,17 @@ func toConnect(ctx context.Context, logger *slog.Logger, op string, err error) e
 		return connect.NewError(connect.CodeFailedPrecondition, "conversation_id: not a group")
 	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, engine.ErrClosed):
 		return connect.NewError(connect.CodeUnavailable, "service unavailable, retry later")
+	// Why the hub closed a device's stream.
+	case errors.Is(err, hub.ErrSlowConsumer):
+		return connect.NewError(connect.CodeResourceExhausted, "slow consumer: resync from your cursors")
+	case errors.Is(err, hub.ErrReplaced):
+		return connect.NewError(connect.CodeAborted, "replaced by a newer stream of this device")
+	case errors.Is(err, hub.ErrShutdown):
+		return connect.NewError(connect.CodeUnavailable, "server shutting down, reconnect")
+	case errors.Is(err, hub.ErrRevoked):
+		return connect.NewError(connect.CodeUnauthenticated, "session revoked")
+	case errors.Is(err, hub.ErrHeartbeatTimeout):
+		return connect.NewError(connect.CodeDeadlineExceeded, "heartbeat timeout")
 	default:
 		logger.ErrorContext(ctx, "request failed", "procedure", op, "err", err)
 		return connect.NewError(connect.CodeInternal, "internal error")

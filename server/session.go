@@ -16,6 +16,7 @@ import (
 	"github.com/parley-im/parley/server/auth"
 	"github.com/parley-im/parley/server/engine"
 	"github.com/parley-im/parley/server/hub"
+	"github.com/parley-im/parley/server/wire"
 )
 
 // errClientGone ends a session whose client closed its side of the stream.
@@ -92,7 +93,12 @@ func (s *Server) runSession(ctx context.Context, send func(*parleyv1.ServerFrame
 	wg.Go(func() { ss.catchUp(ctx, first) })
 	acks.Go(ss.ackLoop)
 
-	reason := ss.readLoop(ctx, frames)
+	var reason error
+	if frames == nil {
+		reason = ss.keepAlive(ctx)
+	} else {
+		reason = ss.readLoop(ctx, frames)
+	}
 	close(ss.inflight)
 	if errors.Is(reason, errClientGone) {
 		// The client closed its half of the stream; it still gets the
@@ -105,49 +111,24 @@ func (s *Server) runSession(ctx context.Context, send func(*parleyv1.ServerFrame
 	wg.Wait()
 	ss.finish(ctx)
 
-	switch {
-	case errors.Is(reason, errClientGone):
+	if errors.Is(reason, errClientGone) {
 		return nil
-	case errors.Is(reason, hub.ErrSlowConsumer):
-		return connect.NewError(connect.CodeResourceExhausted, "slow consumer: resync from your cursors")
-	case errors.Is(reason, hub.ErrReplaced):
-		return connect.NewError(connect.CodeAborted, "replaced by a newer stream of this device")
-	case errors.Is(reason, hub.ErrShutdown):
-		return connect.NewError(connect.CodeUnavailable, "server shutting down, reconnect")
-	case errors.Is(reason, hub.ErrRevoked):
-		return connect.NewError(connect.CodeUnauthenticated, "session revoked")
-	case errors.Is(reason, hub.ErrHeartbeatTimeout):
-		return connect.NewError(connect.CodeDeadlineExceeded, "heartbeat timeout")
-	case errors.Is(reason, context.Canceled), errors.Is(reason, context.DeadlineExceeded):
-		return reason
-	default:
-		return toConnect(ctx, s.logger, "session", reason)
 	}
+	return toConnect(ctx, s.logger, "session", reason)
 }
 
-// readLoop handles client frames until the session should end, and
-// returns why.
+// readLoop runs a Connect session: it handles client frames until the
+// session should end, and returns why.
 func (ss *session) readLoop(ctx context.Context, frames <-chan frameOrErr) error {
-	var timeout <-chan time.Time
-	var timer *time.Timer
-	if frames != nil {
-		timer = time.NewTimer(ss.s.cfg.HeartbeatTimeout)
-		defer timer.Stop()
-		timeout = timer.C
-	} else {
-		// Subscribe has no client frames; keep-alives stop idle proxies
-		// from cutting the stream.
-		t := time.NewTicker(ss.s.cfg.HeartbeatInterval)
-		defer t.Stop()
-		return ss.keepAlive(ctx, t.C)
-	}
+	timer := time.NewTimer(ss.s.cfg.HeartbeatTimeout)
+	defer timer.Stop()
 	for {
 		select {
 		case <-ss.conn.Done():
 			return ss.conn.Err()
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-timeout:
+		case <-timer.C:
 			return hub.ErrHeartbeatTimeout
 		case f, ok := <-frames:
 			if !ok {
@@ -167,14 +148,19 @@ func (ss *session) readLoop(ctx context.Context, frames <-chan frameOrErr) error
 	}
 }
 
-func (ss *session) keepAlive(ctx context.Context, tick <-chan time.Time) error {
+// keepAlive runs a Subscribe session, which has no client frames: it
+// sends a keep-alive every heartbeat interval, so idle proxies do not cut
+// the stream, until the session should end, and returns why.
+func (ss *session) keepAlive(ctx context.Context) error {
+	t := time.NewTicker(ss.s.cfg.HeartbeatInterval)
+	defer t.Stop()
 	for {
 		select {
 		case <-ss.conn.Done():
 			return ss.conn.Err()
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-tick:
+		case <-t.C:
 			ss.conn.Deliver(&parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_Pong{Pong: &parleyv1.Pong{}}})
 		}
 	}
@@ -254,7 +240,7 @@ func (ss *session) ackLoop() {
 		} else if res.Duplicate {
 			f = &parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_SendAck{SendAck: &parleyv1.SendAck{
 				ClientMsgId: p.clientMsgID,
-				Message:     messageProto(res.Message),
+				Message:     wire.Message(res.Message),
 				Duplicate:   true,
 			}}}
 		} else {

@@ -28,9 +28,10 @@ type sendReply struct {
 // Send commits one message and returns it once it is durable. Concurrent
 // sends from all connections are committed together in batches. A result
 // with Err set is a per-message rejection (storage.ErrNotMember); an error
-// return means the commit itself failed or ctx ended. When ctx ends after
-// the message was handed to the committer, it may still be committed: a
-// retry with the same ClientMsgID returns it.
+// return means the commit itself failed, or ctx ended before the message
+// was handed to the committer. Once handed over, Send waits for the outcome
+// whatever ctx does (the engine answers everything submitted, even on
+// Close), so a caller never loses track of a committed message.
 func (e *Engine) Send(ctx context.Context, m storage.NewMessage) (SendResult, error) {
 	wait, err := e.Submit(ctx, m)
 	if err != nil {

@@ -139,3 +139,23 @@ func TestLocateOnASingleNode(t *testing.T) {
 	_, err = anon.Locate(t.Context(), &parleyv1.LocateRequest{})
 	require.Equal(t, connect.CodeUnauthenticated, connect.CodeOf(err))
 }
+
+func TestGroupSizeIsBounded(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, "-max-group-size", "2")
+	hc := h2cClient()
+	owner := register(t, hc, ts.url, "owner")
+	a := register(t, hc, ts.url, "member-a")
+	b := register(t, hc, ts.url, "member-b")
+	// The owner among the members does not count twice.
+	g, err := owner.convs.CreateGroup(t.Context(), &parleyv1.CreateGroupRequest{Title: "pair", MemberIds: []string{owner.id, a.id}})
+	require.NoError(t, err)
+	_, err = owner.convs.CreateGroup(t.Context(), &parleyv1.CreateGroupRequest{Title: "trio", MemberIds: []string{a.id, b.id}})
+	require.Equal(t, connect.CodeInvalidArgument, connect.CodeOf(err))
+	require.ErrorContains(t, err, "member_ids: a group has at most 2 members")
+	_, err = owner.convs.AddMembers(t.Context(), &parleyv1.AddMembersRequest{ConversationId: g.GetConversation().GetId(), UserIds: []string{b.id}})
+	require.Equal(t, connect.CodeFailedPrecondition, connect.CodeOf(err))
+	list, err := owner.convs.ListConversations(t.Context(), &parleyv1.ListConversationsRequest{})
+	require.NoError(t, err)
+	require.Len(t, list.GetConversations(), 1, "the refused group was not created")
+}
