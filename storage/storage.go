@@ -220,12 +220,16 @@ type Cursor struct {
 	Seq            uint64
 }
 
-// Backlog is a conversation in which a device has unacknowledged messages.
+// Backlog is where a device stands in one conversation of its user: what
+// it already has and what the conversation holds. The device lacks the
+// messages After+1 … LastSeq; none when After == LastSeq.
 type Backlog struct {
 	ConversationID string
-	// After is the seq the device already has: max(cursor, joined_seq-1).
+	// After is the seq the device already has: max(cursor, joined_seq-1),
+	// never above LastSeq.
 	After uint64
-	// LastSeq is the conversation's newest seq (> After).
+	// LastSeq is the conversation's newest seq (≥ After); 0 when it has no
+	// message yet.
 	LastSeq uint64
 }
 
@@ -396,8 +400,14 @@ type CursorStore interface {
 	// messages. Entries naming an unknown device or conversation are
 	// skipped, so one bad entry does not fail a batch of acks.
 	SaveCursors(ctx context.Context, cursors []Cursor) error
-	// Backlogs returns, in one query, the conversations of the device's
-	// user in which the device has not acknowledged the newest message,
-	// honouring join points.
+	// Backlogs returns, in one query, one entry for every conversation
+	// userID is a member of, saying what deviceID already has there
+	// (honouring join points) and the conversation's newest seq. Caught-up
+	// conversations are included (After == LastSeq), and so are
+	// conversations without messages (After and LastSeq 0); conversations
+	// the user left are not. Entries are ordered most recent activity
+	// first (Conversation.LastMessageAt descending). An unknown user, or
+	// one without conversations, has none; an unknown deviceID has no
+	// cursors.
 	Backlogs(ctx context.Context, userID, deviceID string) ([]Backlog, error)
 }

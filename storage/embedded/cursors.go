@@ -7,17 +7,18 @@ import (
 	"github.com/parley-im/parley/storage"
 )
 
-// backlogsQuery finds, in one query, the conversations of a user in which a
-// device lacks messages: the device has everything up to max(cursor,
-// joined_seq-1) and the conversation is past that. It walks the user's
-// memberships (members_user_id) and probes each conversation and cursor
-// by primary key.
+// backlogsQuery lists, in one query, every conversation of a user with
+// what a device already has there, max(cursor, joined_seq-1), and the
+// conversation's newest seq. It walks the user's memberships
+// (members_user_id) and probes each conversation and cursor by primary
+// key; the sort is over that user's conversations only. MIN keeps After
+// from passing last_seq even if a cursor ever did (SaveCursors clamps).
 const backlogsQuery = `
-SELECT c.id, MAX(COALESCE(cur.seq, 0), m.joined_seq - 1) AS after, c.last_seq
+SELECT c.id, MIN(MAX(COALESCE(cur.seq, 0), m.joined_seq - 1), c.last_seq) AS after, c.last_seq
 FROM members m
 JOIN conversations c ON c.id = m.conversation_id
 LEFT JOIN cursors cur ON cur.device_id = ? AND cur.conversation_id = m.conversation_id
-WHERE m.user_id = ? AND c.last_seq > MAX(COALESCE(cur.seq, 0), m.joined_seq - 1)
+WHERE m.user_id = ?
 ORDER BY c.last_message_at DESC, c.id`
 
 // SaveCursors raises each device's cursor in its conversation to
@@ -48,9 +49,9 @@ func (s *Store) SaveCursors(ctx context.Context, cursors []storage.Cursor) error
 	})
 }
 
-// Backlogs returns the conversations of userID in which deviceID has not
-// acknowledged the newest message, honouring join points, most recent
-// activity first. Conversations the device is caught up in are omitted.
+// Backlogs returns one entry for every conversation of userID: what
+// deviceID already has there, honouring join points, and the newest seq;
+// caught-up and empty conversations included. Most recent activity first.
 func (s *Store) Backlogs(ctx context.Context, userID, deviceID string) ([]storage.Backlog, error) {
 	const op = "backlogs"
 	if err := s.check(ctx); err != nil {
