@@ -21,8 +21,8 @@ import (
 // conversation and seq).
 //
 // Implementations are safe for concurrent use. Close is idempotent; after
-// Close, Publish and Join return ErrUnavailable and running Consume calls
-// return nil.
+// Close, Publish, PublishBatch and Join return ErrUnavailable and running
+// Consume calls return nil.
 type Broker interface {
 	// Publish appends payload to shard's stream and returns once the broker
 	// has it. Entries of one shard published by one goroutine are read in
@@ -32,6 +32,23 @@ type Broker interface {
 	// or absent broker must not stall the commit path. The payload is not
 	// retained after Publish returns.
 	Publish(ctx context.Context, shard int, payload []byte) error
+
+	// PublishBatch appends every entry to its shard's stream, in one round
+	// trip where the broker allows it, and returns once the broker has them
+	// all. It is Publish for many entries: the entries of one shard are read
+	// in slice order, after anything the same goroutine published before
+	// and before anything it publishes after; there is no order between
+	// shards or between publishers. Delivery is at-least-once as for
+	// Publish (a retried batch may append some entries twice).
+	//
+	// A batch is not atomic. An error means some entries may not have been
+	// appended while others were; the caller treats the whole batch as
+	// possibly lost (and its devices catch up from cursors). It returns
+	// ErrUnavailable (wrapped) when the broker cannot be reached, and ctx's
+	// error when ctx ends first. Like Publish it never retries for long, and
+	// neither entries nor payloads are retained after it returns. An empty
+	// (or nil) batch does nothing and returns nil, except after Close.
+	PublishBatch(ctx context.Context, entries []Entry) error
 
 	// Join makes group a reader of shard's stream: every entry published
 	// after Join returns is delivered by Consume(shard, group), even when
@@ -67,6 +84,13 @@ type Broker interface {
 	// Close stops running Consume calls, waits for them to return and
 	// releases the connections. It is idempotent.
 	Close() error
+}
+
+// Entry is one payload for one shard's stream, an element of a
+// Broker.PublishBatch.
+type Entry struct {
+	Shard   int
+	Payload []byte
 }
 
 // PresenceStore records which devices are online and on which server

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/parley-im/parley/storage"
 )
 
 // payloadField is the one field of every stream entry.
@@ -22,13 +24,38 @@ func (r *Redis) Publish(ctx context.Context, shard int, payload []byte) error {
 	if r.isClosed() {
 		return wrapErr("publish", goredis.ErrClosed)
 	}
-	err := r.client.XAdd(ctx, &goredis.XAddArgs{
-		Stream: r.streamKey(shard),
-		MaxLen: r.cfg.StreamMaxLen,
-		Approx: true,
-		Values: []any{payloadField, payload},
-	}).Err()
+	err := r.client.XAdd(ctx, r.xaddArgs(shard, payload)).Err()
 	return wrapErr(fmt.Sprintf("publish shard %d", shard), err)
+}
+
+// PublishBatch implements storage.Broker: one pipeline of XADDs, each with
+// MAXLEN ~ StreamMaxLen, in slice order on one connection, so Redis
+// appends the entries of a shard in that order. go-redis retries the whole
+// pipeline on a broken connection, so entries that made it before the
+// break can be appended twice (at-least-once).
+func (r *Redis) PublishBatch(ctx context.Context, entries []storage.Entry) error {
+	if r.isClosed() {
+		return wrapErr("publish batch", goredis.ErrClosed)
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	pipe := r.client.Pipeline()
+	for _, e := range entries {
+		pipe.XAdd(ctx, r.xaddArgs(e.Shard, e.Payload))
+	}
+	cmds, err := pipe.Exec(ctx)
+	if err == nil {
+		return nil
+	}
+	// Name the first entry that failed; on a broken connection every
+	// command carries the same error.
+	for i, c := range cmds {
+		if cerr := c.Err(); cerr != nil {
+			return wrapErr(fmt.Sprintf("publish batch of %d: entry %d, shard %d", len(entries), i, entries[i].Shard), cerr)
+		}
+	}
+	return wrapErr(fmt.Sprintf("publish batch of %d", len(entries)), err)
 }
 
 // Join implements storage.Broker: XGROUP CREATE … $ MKSTREAM, where an
@@ -264,6 +291,17 @@ func (c *consumer) sleep(ctx context.Context, failures int) bool {
 		return true
 	case <-ctx.Done():
 		return false
+	}
+}
+
+// xaddArgs is the XADD of payload to shard's stream, trimmed to about
+// StreamMaxLen entries.
+func (r *Redis) xaddArgs(shard int, payload []byte) *goredis.XAddArgs {
+	return &goredis.XAddArgs{
+		Stream: r.streamKey(shard),
+		MaxLen: r.cfg.StreamMaxLen,
+		Approx: true,
+		Values: []any{payloadField, payload},
 	}
 }
 

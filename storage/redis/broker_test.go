@@ -90,6 +90,9 @@ func TestBroker(t *testing.T) {
 		require.Error(t, err)
 		require.NotErrorIs(t, err, storage.ErrUnavailable)
 		require.Error(t, r.Publish(t.Context(), 1, []byte("x")))
+		err = r.PublishBatch(t.Context(), []storage.Entry{{Shard: 2, Payload: []byte("x")}, {Shard: 1, Payload: []byte("x")}})
+		require.Error(t, err)
+		require.NotErrorIs(t, err, storage.ErrUnavailable)
 	})
 
 	t.Run("publish_fails_when_redis_is_down", func(t *testing.T) {
@@ -101,6 +104,18 @@ func TestBroker(t *testing.T) {
 		err := r.Publish(t.Context(), 1, []byte("down"))
 		require.ErrorIs(t, err, storage.ErrUnavailable)
 		require.ErrorIs(t, r.Join(t.Context(), 1, "p"), storage.ErrUnavailable)
+	})
+
+	t.Run("publish_batch_fails_when_redis_is_down", func(t *testing.T) {
+		t.Parallel()
+		srv := realsvc.StartRedisTB(t, realsvc.RedisOptions{})
+		r := newRedis(t, testConfig(srv))
+		batch := []storage.Entry{{Shard: 1, Payload: []byte("a")}, {Shard: 2, Payload: []byte("b")}}
+		require.NoError(t, r.PublishBatch(t.Context(), batch))
+		require.NoError(t, srv.Stop())
+		err := r.PublishBatch(t.Context(), batch)
+		require.ErrorIs(t, err, storage.ErrUnavailable)
+		require.NoError(t, r.PublishBatch(t.Context(), nil), "an empty batch needs no Redis")
 	})
 }
 

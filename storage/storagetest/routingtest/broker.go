@@ -2,6 +2,7 @@ package routingtest
 
 import (
 	"context"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -33,6 +34,8 @@ func RunBroker(t *testing.T, newBroker NewBroker) {
 		{"every_group_sees_every_entry", brokerEveryGroup},
 		{"new_group_starts_at_newest_entry", brokerNewGroupAtNewest},
 		{"restarted_consumer_resumes_and_rereads_unacked", brokerRestartedConsumer},
+		{"publish_batch_in_slice_order_per_shard", brokerBatchInOrder},
+		{"publish_batch_empty_is_nil", brokerBatchEmpty},
 		{"close_stops_consume", brokerClose},
 	}
 	for _, tc := range tests {
@@ -125,6 +128,61 @@ func brokerRestartedConsumer(t *testing.T, open func(t *testing.T) storage.Broke
 	c3.expect(t, "m16")
 }
 
+// brokerBatchInOrder: a batch spanning two shards reaches each shard's
+// group in slice order, between the Publish calls made before and after
+// it.
+func brokerBatchInOrder(t *testing.T, open func(t *testing.T) storage.Broker) {
+	b := open(t)
+	require.NoError(t, b.Join(t.Context(), 1, "p"))
+	require.NoError(t, b.Join(t.Context(), 2, "p"))
+	c1 := startConsumer(t, b, 1, "p")
+	c2 := startConsumer(t, b, 2, "p")
+
+	publish(t, b, 1, "a0")
+	publish(t, b, 2, "b0")
+	batch := []storage.Entry{
+		{Shard: 1, Payload: []byte("a1")},
+		{Shard: 2, Payload: []byte("b1")},
+		{Shard: 2, Payload: []byte("b2")},
+		{Shard: 1, Payload: []byte("a2")},
+		{Shard: 1, Payload: []byte("a3")},
+		{Shard: 2, Payload: []byte("b3")},
+	}
+	require.NoError(t, b.PublishBatch(t.Context(), batch))
+	// Payloads are not retained: reusing the buffers changes nothing.
+	for _, e := range batch {
+		copy(e.Payload, "zz")
+	}
+	publish(t, b, 2, "b4")
+	publish(t, b, 1, "a4")
+	require.NoError(t, b.PublishBatch(t.Context(), []storage.Entry{{Shard: 1, Payload: []byte("a5")}}))
+	c1.expect(t, seq("a", 0, 6)...)
+	c2.expect(t, seq("b", 0, 5)...)
+
+	// A batch longer than one read, alternating shards.
+	long := make([]storage.Entry, 0, 600)
+	for i := range 300 {
+		long = append(long,
+			storage.Entry{Shard: 1, Payload: []byte("x" + strconv.Itoa(i))},
+			storage.Entry{Shard: 2, Payload: []byte("y" + strconv.Itoa(i))})
+	}
+	require.NoError(t, b.PublishBatch(t.Context(), long))
+	publish(t, b, 1, "end")
+	c1.expect(t, append(seq("x", 0, 300), "end")...)
+	c2.expect(t, seq("y", 0, 300)...)
+}
+
+// brokerBatchEmpty: an empty batch appends nothing and succeeds.
+func brokerBatchEmpty(t *testing.T, open func(t *testing.T) storage.Broker) {
+	b := open(t)
+	require.NoError(t, b.Join(t.Context(), 1, "p"))
+	c := startConsumer(t, b, 1, "p")
+	require.NoError(t, b.PublishBatch(t.Context(), nil))
+	require.NoError(t, b.PublishBatch(t.Context(), []storage.Entry{}))
+	publish(t, b, 1, "only")
+	c.expect(t, "only")
+}
+
 func brokerClose(t *testing.T, open func(t *testing.T) storage.Broker) {
 	b := open(t)
 	require.NoError(t, b.Join(t.Context(), 1, "p"))
@@ -142,5 +200,7 @@ func brokerClose(t *testing.T, open func(t *testing.T) storage.Broker) {
 	require.NoError(t, b.Close(), "Close is idempotent")
 	require.NoError(t, b.Consume(t.Context(), 1, "p", func(context.Context, []byte) {}))
 	require.ErrorIs(t, b.Publish(t.Context(), 1, []byte("y")), storage.ErrUnavailable)
+	require.ErrorIs(t, b.PublishBatch(t.Context(), []storage.Entry{{Shard: 1, Payload: []byte("y")}}), storage.ErrUnavailable)
+	require.ErrorIs(t, b.PublishBatch(t.Context(), nil), storage.ErrUnavailable, "even an empty batch after Close")
 	require.ErrorIs(t, b.Join(t.Context(), 1, "p"), storage.ErrUnavailable)
 }
