@@ -89,15 +89,24 @@ func Run(m *testing.M) int {
 type Option func(*options)
 
 type options struct {
-	dataDir string
-	args    []string
-	env     []string
+	dataDir    string
+	args       []string
+	env        []string
+	stableAddr bool
 }
 
 // WithDataDir runs the server on dir instead of a fresh temporary directory,
 // for tests that restart a server on an existing store. The caller owns dir.
 func WithDataDir(dir string) Option {
 	return func(o *options) { o.dataDir = dir }
+}
+
+// WithStableAddr makes Restart, and a start after Kill, listen on the
+// address of the first start instead of a fresh port, as a restarted pod keeps
+// its address behind its Service: clients holding the URL reconnect on their
+// own. Such a start fails if another process took the port in the meantime.
+func WithStableAddr() Option {
+	return func(o *options) { o.stableAddr = true }
 }
 
 // WithArgs passes extra command-line flags to parleyd, after -listen and
@@ -122,9 +131,10 @@ type Server struct {
 	opts options
 	out  *syncBuffer // stdout and stderr of every run, in order
 
-	mu   sync.Mutex
-	addr string
-	proc *process // nil when not running
+	mu     sync.Mutex
+	addr   string
+	pinned string   // with WithStableAddr: the address every start uses once set
+	proc   *process // nil when not running
 }
 
 // Start runs parleyd on a free loopback port and returns once it reports
@@ -150,7 +160,7 @@ func Start(tb testing.TB, opts ...Option) *Server {
 }
 
 // URL returns the server's base URL, http://127.0.0.1:PORT. It changes on
-// Restart.
+// Restart, unless the server was started WithStableAddr.
 func (s *Server) URL() string { return "http://" + s.Addr() }
 
 // Addr returns the server's host:port, as grpcurl and buf curl take it.
@@ -209,8 +219,8 @@ func (s *Server) Stop() error {
 }
 
 // Restart stops the server gracefully (failing tb if that fails) and starts
-// it again on the same data directory and flags; the port may change. It also
-// starts a server that was stopped or killed.
+// it again on the same data directory and flags; the port may change (see
+// WithStableAddr). It also starts a server that was stopped or killed.
 func (s *Server) Restart(tb testing.TB) {
 	tb.Helper()
 	if err := s.Stop(); err != nil {
@@ -259,9 +269,14 @@ func (s *Server) start(tb testing.TB) {
 }
 
 func (s *Server) startOnce(ctx context.Context) (retry bool, err error) {
-	addr, err := freeAddr()
-	if err != nil {
-		return false, err
+	s.mu.Lock()
+	pinned := s.pinned
+	s.mu.Unlock()
+	addr := pinned
+	if addr == "" {
+		if addr, err = freeAddr(); err != nil {
+			return false, err
+		}
 	}
 	args := append([]string{"-listen", addr, "-data-dir", s.opts.dataDir}, s.opts.args...)
 	cmd := exec.Command(s.bin, args...)
@@ -289,7 +304,13 @@ func (s *Server) startOnce(ctx context.Context) (retry bool, err error) {
 	if err := waitReady(ctx, "http://"+addr, p.exited); err != nil {
 		s.Kill()
 		inUse := strings.Contains(s.out.String()[mark:], "address already in use")
-		return inUse, err
+		// A pinned address is the point of the start: another port won't do.
+		return inUse && pinned == "", err
+	}
+	if s.opts.stableAddr {
+		s.mu.Lock()
+		s.pinned = addr
+		s.mu.Unlock()
 	}
 	return false, nil
 }

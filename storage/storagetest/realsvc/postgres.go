@@ -53,6 +53,8 @@ type Postgres struct {
 	port    int
 	asOwner bool // run the binaries as the postgres user (we are root)
 
+	mu       sync.Mutex // serialises Restart and Stop
+	stopped  bool
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -132,10 +134,34 @@ func (p *Postgres) NewDatabase(tb testing.TB) string {
 	return p.dsn(name, "")
 }
 
+// Restart stops the server (fast shutdown: open sessions are ended, as a
+// crash or a failover ends them) and starts it again on the same port and
+// data directory, waiting until it accepts connections. Committed data
+// survives. Clients see their connections drop and must reconnect. Restart
+// after Stop is an error.
+func (p *Postgres) Restart() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return errors.New("realsvc: postgres: restart after stop")
+	}
+	if err := p.pgCtl("-D", p.dataDir(), "-m", "fast", "-w", "-t", "60", "stop"); err != nil {
+		return fmt.Errorf("realsvc: postgres: restart: %w", err)
+	}
+	if err := p.pgCtl("-D", p.dataDir(), "-l", p.logFile(), "-w", "-t", "60", "start", "-o", p.serverOptions(p.port)); err != nil {
+		log, _ := os.ReadFile(p.logFile())
+		return fmt.Errorf("realsvc: postgres: restart: %w\n%s", err, log)
+	}
+	return nil
+}
+
 // Stop stops the server (fast shutdown: open sessions are ended) and
 // deletes its directory. It is idempotent.
 func (p *Postgres) Stop() error {
 	p.stopOnce.Do(func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.stopped = true
 		err := p.pgCtl("-D", p.dataDir(), "-m", "fast", "-w", "-t", "60", "stop")
 		p.stopErr = errors.Join(err, os.RemoveAll(p.dir))
 		if p.stopErr != nil {
@@ -166,11 +192,7 @@ func (p *Postgres) start() error {
 		if err != nil {
 			return err
 		}
-		// fsync off: a throwaway cluster need not survive a power cut,
-		// and the tests and benchmarks run at memory speed.
-		opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off "+
-			"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200", port, p.dir)
-		err = p.pgCtl("-D", p.dataDir(), "-l", p.logFile(), "-w", "-t", "60", "start", "-o", opts)
+		err = p.pgCtl("-D", p.dataDir(), "-l", p.logFile(), "-w", "-t", "60", "start", "-o", p.serverOptions(port))
 		if err == nil {
 			p.port = port
 			return nil
@@ -215,6 +237,14 @@ func (p *Postgres) run(name string, args ...string) ([]byte, error) {
 	err = cmd.Run()
 	out, _ := os.ReadFile(f.Name())
 	return out, err
+}
+
+// serverOptions are the postgres command-line options for a server on port.
+// fsync off: a throwaway cluster need not survive a power cut, and the tests
+// and benchmarks run at memory speed.
+func (p *Postgres) serverOptions(port int) string {
+	return fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off "+
+		"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200", port, p.dir)
 }
 
 func (p *Postgres) dataDir() string { return filepath.Join(p.dir, "data") }
