@@ -90,7 +90,7 @@ func (s *Server) runSession(ctx context.Context, send func(*parleyv1.ServerFrame
 	ss := &session{s: s, id: id, conn: conn, send: send, inflight: make(chan pendingSend, s.cfg.MaxInflightSends)}
 	var wg, acks sync.WaitGroup
 	wg.Go(ss.writeLoop)
-	wg.Go(func() { ss.catchUp(ctx, first) })
+	wg.Go(func() { ss.sync(ctx, first) })
 	acks.Go(ss.ackLoop)
 
 	var reason error
@@ -209,8 +209,10 @@ func (ss *session) drain(ctx context.Context) {
 	}
 }
 
-// catchUp streams the backlog, then announces presence.
-func (ss *session) catchUp(ctx context.Context, firstOfUser bool) {
+// sync streams the backlog, announces presence, then repairs the
+// connection whenever its live messages skip ahead (see hub.Conn) until
+// the connection closes.
+func (ss *session) sync(ctx context.Context, firstOfUser bool) {
 	if err := ss.s.engine.CatchUp(ctx, ss.conn); err != nil {
 		ss.conn.Close(err)
 		return
@@ -223,6 +225,17 @@ func (ss *session) catchUp(ctx context.Context, firstOfUser bool) {
 	}
 	if firstOfUser {
 		ss.s.notifyPeers(ss.peers, presenceFrame(ss.id.UserID, true, time.Time{}))
+	}
+	for {
+		select {
+		case <-ss.conn.Done():
+			return
+		case <-ss.conn.Repairs():
+			if err := ss.s.engine.Repair(ctx, ss.conn); err != nil {
+				ss.conn.Close(err)
+				return
+			}
+		}
 	}
 }
 

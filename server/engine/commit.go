@@ -178,7 +178,11 @@ func (e *Engine) commitBatch(ctx context.Context, batch []*op) {
 	// is then on its stream before its Send returns.
 	item := fanoutItem{replies: make([]pendingReply, len(results))}
 	for i, r := range results {
-		if r.Err == nil && !r.Duplicate {
+		switch {
+		case r.Err != nil:
+		case r.Duplicate:
+			item.redeliver = append(item.redeliver, r.Message)
+		default:
 			item.messages = append(item.messages, r.Message)
 		}
 		item.replies[i] = pendingReply{to: batch[i].reply, reply: sendReply{res: r}}

@@ -64,11 +64,19 @@ type Store interface {
 	History(ctx context.Context, q storage.HistoryQuery) ([]storage.Message, bool, error)
 }
 
+// Router hands frames to the devices of users wherever they are
+// connected: the hub of this process, or in a cluster, every process of
+// the users' shards. Route must not block on devices; deliveries of one
+// call reach each device in order.
+type Router interface {
+	Route(ctx context.Context, ds []hub.Delivery)
+}
+
 // Engine is safe for concurrent use. Start it once; Close stops it.
 type Engine struct {
 	cfg     Config
 	store   Store
-	hub     *hub.Hub
+	router  Router
 	logger  *slog.Logger
 	members *memberCache
 	acks    *ackBuffer
@@ -92,12 +100,13 @@ func (e *Engine) cancel() {
 	}
 }
 
-// New returns an engine that is not started yet.
-func New(cfg Config, store Store, h *hub.Hub, logger *slog.Logger) *Engine {
+// New returns an engine that is not started yet. router is the hub itself
+// on a single node.
+func New(cfg Config, store Store, router Router, logger *slog.Logger) *Engine {
 	return &Engine{
 		cfg:       cfg,
 		store:     store,
-		hub:       h,
+		router:    router,
 		logger:    logger,
 		members:   newMemberCache(cfg.MemberCacheSize),
 		acks:      newAckBuffer(),

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
+	"github.com/parley-im/parley/server/hub"
 	"github.com/parley-im/parley/server/wire"
 	"github.com/parley-im/parley/storage"
 )
@@ -21,6 +22,10 @@ type fanoutItem struct {
 	extra []string
 	// frames are delivered as they are to extra (no member lookup).
 	frames []*parleyv1.ServerFrame
+	// redeliver are messages a sender retried (duplicates): their first
+	// fan-out may never have happened (the process that committed them
+	// died first), so they go out again; devices drop what they have.
+	redeliver []storage.Message
 	// replies answer the senders once everything above was delivered.
 	replies []pendingReply
 }
@@ -30,21 +35,27 @@ type pendingReply struct {
 	reply sendReply
 }
 
-// fanoutLoop delivers committed messages to every connected device of
-// every member, in commit order. It never blocks on a device: the hub
+// fanoutLoop delivers committed messages to every device of every
+// member, in commit order: one Route call per commit, which in a cluster
+// is one round trip to the broker. It never blocks on a device: the hub
 // disconnects devices that cannot keep up.
 func (e *Engine) fanoutLoop(ctx context.Context) {
 	for item := range e.fanout {
 		if item.invalidate != "" {
 			e.members.invalidate(item.invalidate)
 		}
+		var ds []hub.Delivery
 		for _, m := range item.messages {
-			e.deliverMessage(ctx, m, item.extra)
+			ds = e.appendMessageDelivery(ctx, ds, m, item.extra, true)
+		}
+		for _, m := range item.redeliver {
+			ds = e.appendMessageDelivery(ctx, ds, m, nil, false)
 		}
 		for _, f := range item.frames {
-			for _, u := range item.extra {
-				e.hub.DeliverToUser(u, "", f)
-			}
+			ds = append(ds, hub.Delivery{Frame: f, Users: item.extra})
+		}
+		if len(ds) > 0 {
+			e.router.Route(ctx, ds)
 		}
 		for _, r := range item.replies {
 			r.to <- r.reply
@@ -52,57 +63,60 @@ func (e *Engine) fanoutLoop(ctx context.Context) {
 	}
 }
 
-func (e *Engine) deliverMessage(ctx context.Context, m storage.Message, extra []string) {
+// appendMessageDelivery adds the delivery of m to its members (and extra
+// users) to ds. With ack, the sending device gets its own message as the
+// SendAck, in its place in the stream: one frame instead of an
+// acknowledgement and an echo, and the device learns of the commit in seq
+// order.
+func (e *Engine) appendMessageDelivery(ctx context.Context, ds []hub.Delivery, m storage.Message, extra []string, ack bool) []hub.Delivery {
 	msg := wire.Message(m)
-	// The sending device gets its own message as the SendAck, in its
-	// place in the stream: one frame instead of an acknowledgement and an
-	// echo, and the device learns of the commit in seq order.
-	ackedDevice := ""
-	if m.ClientMsgID != "" && m.SenderDeviceID != "" {
-		ackedDevice = m.SenderDeviceID
-		e.hub.DeliverToDevice(m.SenderID, m.SenderDeviceID, &parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_SendAck{
+	d := hub.Delivery{Frame: wire.MessageFrame(msg)}
+	if ack && m.ClientMsgID != "" && m.SenderDeviceID != "" {
+		d.Ack = &parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_SendAck{
 			SendAck: &parleyv1.SendAck{ClientMsgId: m.ClientMsgID, Message: msg},
-		}})
+		}}
+		d.AckUser, d.AckDevice = m.SenderID, m.SenderDeviceID
 	}
 	members, err := e.members.get(ctx, e.store, m.ConversationID)
 	if err != nil {
 		// The message is committed; devices that miss it now get it from
-		// their cursor on the next catch-up.
+		// their cursor on the next catch-up. The sender still learns that
+		// it was committed.
 		e.logger.Warn("fan-out: load members", "conversation_id", m.ConversationID, "err", err)
-		return
+		members = nil
 	}
-	frame := wire.MessageFrame(msg)
+	d.Users = make([]string, 0, len(members)+len(extra))
 	for _, mem := range members {
 		// A member who joined after this message (the cache may already
 		// hold the new membership) must not see it.
-		if mem.JoinedSeq > m.Seq {
-			continue
+		if mem.JoinedSeq <= m.Seq {
+			d.Users = append(d.Users, mem.UserID)
 		}
-		except := ""
-		if mem.UserID == m.SenderID {
-			except = ackedDevice
-		}
-		e.hub.DeliverToUser(mem.UserID, except, frame)
 	}
-	for _, u := range extra {
-		e.hub.DeliverToUser(u, "", frame)
-	}
+	d.Users = append(d.Users, extra...)
+	return append(ds, d)
 }
 
-// broadcast hands a frame to the connected devices of every member of a
+// broadcast hands a frame to the devices of every member of a
 // conversation, except exceptUser when set.
 func (e *Engine) broadcast(ctx context.Context, conversationID, exceptUser string, f *parleyv1.ServerFrame) error {
 	members, err := e.members.get(ctx, e.store, conversationID)
 	if err != nil {
 		return err
 	}
+	d := hub.Delivery{Frame: f, Users: make([]string, 0, len(members))}
 	for _, mem := range members {
-		if mem.UserID == exceptUser {
-			continue
+		if mem.UserID != exceptUser {
+			d.Users = append(d.Users, mem.UserID)
 		}
-		e.hub.DeliverToUser(mem.UserID, "", f)
 	}
+	e.router.Route(ctx, []hub.Delivery{d})
 	return nil
+}
+
+// Members returns the members of a conversation from the engine's cache.
+func (e *Engine) Members(ctx context.Context, conversationID string) ([]storage.Member, error) {
+	return e.members.get(ctx, e.store, conversationID)
 }
 
 // memberCache holds member lists of recently active conversations.

@@ -29,10 +29,19 @@ var (
 // hub never blocks on a slow device: Deliver either enqueues at once or
 // closes the connection.
 //
-// A Conn starts in syncing mode: live frames are held back (bounded) while
-// the catch-up producer streams the backlog through Push, and are released
-// by EndSync after it, minus what the backlog already covered. That keeps
-// per-conversation order across the switch from catch-up to live traffic.
+// A Conn keeps each conversation's messages in seq order with no gaps,
+// whatever order they arrive in. It remembers the last seq it handed to
+// the device per conversation; a live message that is not the next one
+// (in a cluster, two processes' fan-outs of one conversation can arrive
+// in either order) switches the connection to holding: live frames wait,
+// bounded, while the connection's repairer (the session's sync goroutine,
+// woken by Repairs) fills the gap from the store with Push and then calls
+// Release. Messages at or below the last seq are dropped: the device has
+// them.
+//
+// A Conn starts holding, for catch-up: the catch-up producer streams the
+// backlog through Push, records the conversations' positions with SetLast
+// and calls Release.
 type Conn struct {
 	id       uint64
 	userID   string
@@ -43,15 +52,31 @@ type Conn struct {
 	closeOnce sync.Once
 	err       atomic.Pointer[error]
 
-	mu         sync.Mutex
-	syncing    bool
+	// repairs wakes the repairer (capacity 1).
+	repairs chan struct{}
+
+	mu sync.Mutex
+	// holding: live frames go to pending instead of the queue.
+	holding    bool
 	pending    []*parleyv1.ServerFrame
 	maxPending int
-	// sentSeq is the highest seq per conversation pushed during catch-up;
-	// held-back and later live messages at or below it are dropped, since
-	// the backlog already carried them. Only backlog conversations are in
-	// it.
-	sentSeq map[string]uint64
+	// last is the seq of the newest message handed to the queue, per
+	// conversation; a conversation missing from it has no known position
+	// (the device joined it after catch-up began).
+	last map[string]uint64
+	// gap is the hole found at the head of pending, waiting for repair.
+	gap *Gap
+	// recheck asks the repairer to compare every conversation with the
+	// store (live frames may have been lost between processes).
+	recheck bool
+}
+
+// Gap is a hole in a conversation's messages on one connection: the first
+// message waiting is Before, and the device has less than Before-1 (see
+// Last; it may have no position in the conversation at all).
+type Gap struct {
+	ConversationID string
+	Before         uint64
 }
 
 // ID is unique per hub.
@@ -83,10 +108,71 @@ func (c *Conn) Close(reason error) {
 	})
 }
 
+// Repairs is signalled when the connection holds frames behind a gap or a
+// recheck was requested; the repairer then calls TakeRepair, fills what it
+// names with Push and SetLast, and calls Release.
+func (c *Conn) Repairs() <-chan struct{} { return c.repairs }
+
+// verdict is what to do with a live frame.
+type verdict int
+
+const (
+	admit verdict = iota // hand it to the device
+	stale                // the device already has it
+	hole                 // messages before it are missing
+)
+
+// sequenced returns the message a frame carries in its conversation's
+// order: a Message, or a new message's SendAck (the sender's own copy).
+// A duplicate's SendAck answers a retry out of band and is not ordered.
+func sequenced(f *parleyv1.ServerFrame) *parleyv1.Message {
+	if m := f.GetMessage(); m != nil {
+		return m
+	}
+	if a := f.GetSendAck(); a != nil && !a.GetDuplicate() {
+		return a.GetMessage()
+	}
+	return nil
+}
+
+// judgeLocked decides a frame's fate and, when it is admitted, advances the
+// conversation's position. c.mu is held.
+func (c *Conn) judgeLocked(f *parleyv1.ServerFrame) verdict {
+	m := sequenced(f)
+	if m == nil {
+		return admit
+	}
+	conv, seq := m.GetConversationId(), m.GetSeq()
+	last, known := c.last[conv]
+	switch {
+	case known && seq <= last:
+		if f.GetSendAck() != nil {
+			// The device has the message (the backlog carried it), but
+			// the sender still needs the answer to its send.
+			return admit
+		}
+		return stale
+	case known && seq == last+1, !known && seq == 1:
+		c.last[conv] = seq
+		return admit
+	default:
+		c.gap = &Gap{ConversationID: conv, Before: seq}
+		return hole
+	}
+}
+
+// wakeRepairer signals Repairs without blocking.
+func (c *Conn) wakeRepairer() {
+	select {
+	case c.repairs <- struct{}{}:
+	default:
+	}
+}
+
 // Deliver hands a live frame to the connection without blocking. While the
-// connection is syncing the frame is held back; when the hold-back or the
-// queue is full, the connection is closed with ErrSlowConsumer and false is
-// returned.
+// connection is holding the frame waits in pending; when pending or the
+// queue is full, the connection is closed with ErrSlowConsumer and false
+// is returned.
 func (c *Conn) Deliver(f *parleyv1.ServerFrame) bool {
 	select {
 	case <-c.done:
@@ -94,40 +180,53 @@ func (c *Conn) Deliver(f *parleyv1.ServerFrame) bool {
 	default:
 	}
 	c.mu.Lock()
-	if m := f.GetMessage(); m != nil && len(c.sentSeq) > 0 && m.GetSeq() <= c.sentSeq[m.GetConversationId()] {
-		// Committed before the backlog was read but fanned out after it:
-		// the device already has it.
-		c.mu.Unlock()
-		return true
-	}
-	if c.syncing {
-		if len(c.pending) >= c.maxPending {
-			c.mu.Unlock()
-			c.Close(ErrSlowConsumer)
-			return false
+	if c.holding {
+		if m := f.GetMessage(); m != nil {
+			if last, ok := c.last[m.GetConversationId()]; ok && m.GetSeq() <= last {
+				c.mu.Unlock()
+				return true
+			}
 		}
-		c.pending = append(c.pending, f)
+		return c.holdLocked(f)
+	}
+	switch c.judgeLocked(f) {
+	case stale:
 		c.mu.Unlock()
 		return true
+	case hole:
+		c.holding = true
+		c.wakeRepairer()
+		return c.holdLocked(f)
 	}
+	// Enqueued under c.mu, so concurrent deliverers (the local fan-out and
+	// the cluster consumer) cannot swap two frames after judging them.
+	ok := c.queue.tryPush(f)
 	c.mu.Unlock()
-	if c.queue.tryPush(f) {
-		return true
+	if !ok {
+		c.Close(ErrSlowConsumer)
 	}
-	c.Close(ErrSlowConsumer)
-	return false
+	return ok
 }
 
-// Push enqueues a frame, waiting for room in the queue. It is for the
-// catch-up producer, which may wait for its own device's writer. Returns
-// false when the connection closed or ctx ended.
+// holdLocked appends f to pending and unlocks c.mu.
+func (c *Conn) holdLocked(f *parleyv1.ServerFrame) bool {
+	if len(c.pending) >= c.maxPending {
+		c.mu.Unlock()
+		c.Close(ErrSlowConsumer)
+		return false
+	}
+	c.pending = append(c.pending, f)
+	c.mu.Unlock()
+	return true
+}
+
+// Push enqueues a frame from the store (catch-up or repair), waiting for
+// room in the queue, and advances its conversation's position. It is for
+// the repairer while the connection is holding. Returns false when the
+// connection closed or ctx ended.
 func (c *Conn) Push(ctx context.Context, f *parleyv1.ServerFrame) bool {
 	if m := f.GetMessage(); m != nil {
-		c.mu.Lock()
-		if m.GetSeq() > c.sentSeq[m.GetConversationId()] {
-			c.sentSeq[m.GetConversationId()] = m.GetSeq()
-		}
-		c.mu.Unlock()
+		c.SetLast(m.GetConversationId(), m.GetSeq())
 	}
 	for !c.queue.tryPush(f) {
 		select {
@@ -141,13 +240,55 @@ func (c *Conn) Push(ctx context.Context, f *parleyv1.ServerFrame) bool {
 	return true
 }
 
+// SetLast records that the device has a conversation up to seq (it only
+// ever moves forward).
+func (c *Conn) SetLast(conversationID string, seq uint64) {
+	c.mu.Lock()
+	if last, ok := c.last[conversationID]; !ok || seq > last {
+		c.last[conversationID] = seq
+	}
+	c.mu.Unlock()
+}
+
+// Last returns the seq the device has of a conversation, if known.
+func (c *Conn) Last(conversationID string) (uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seq, ok := c.last[conversationID]
+	return seq, ok
+}
+
+// Recheck asks the repairer to compare every conversation with the store,
+// holding live frames meanwhile: frames may have been lost on their way
+// between processes (the broker was down).
+func (c *Conn) Recheck() {
+	c.mu.Lock()
+	c.recheck = true
+	c.holding = true
+	c.mu.Unlock()
+	c.wakeRepairer()
+}
+
+// TakeRepair returns what the repairer must do: fill the gap (when ok) and
+// recheck every conversation (when recheck). Both are cleared.
+func (c *Conn) TakeRepair() (gap Gap, ok, recheck bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gap != nil {
+		gap, ok = *c.gap, true
+		c.gap = nil
+	}
+	recheck, c.recheck = c.recheck, false
+	return gap, ok, recheck
+}
+
 // PushDrainMarker queues a nil frame behind everything handed to the
 // connection so far, held-back frames included; Next returns it when all
 // of those were taken. Returns false when the connection closed or ctx
 // ended first.
 func (c *Conn) PushDrainMarker(ctx context.Context) bool {
 	c.mu.Lock()
-	if c.syncing {
+	if c.holding {
 		c.pending = append(c.pending, nil)
 		c.mu.Unlock()
 		return true
@@ -156,34 +297,40 @@ func (c *Conn) PushDrainMarker(ctx context.Context) bool {
 	return c.Push(ctx, nil)
 }
 
-// EndSync releases the frames held back during catch-up, skipping messages
-// the backlog already delivered, and switches the connection to live mode.
-// Returns false when the connection closed or ctx ended first.
-func (c *Conn) EndSync(ctx context.Context) bool {
+// Release hands the held frames to the queue in order, dropping messages
+// the device already has, and switches the connection to live mode. When a
+// held message shows another gap, it stops there, stays holding and wakes
+// the repairer again. Returns false when the connection closed or ctx
+// ended first.
+func (c *Conn) Release(ctx context.Context) bool {
 	for {
 		c.mu.Lock()
-		batch := c.pending
-		c.pending = nil
-		if len(batch) == 0 {
-			c.syncing = false
+		if c.gap != nil || c.recheck {
+			// A repair is already owed; it releases again afterwards.
+			c.mu.Unlock()
+			c.wakeRepairer()
+			return true
+		}
+		if len(c.pending) == 0 {
+			c.pending = nil
+			c.holding = false
 			c.mu.Unlock()
 			return true
 		}
+		f := c.pending[0]
+		v := c.judgeLocked(f)
+		if v == hole {
+			c.mu.Unlock()
+			c.wakeRepairer()
+			return true
+		}
+		c.pending[0] = nil
+		c.pending = c.pending[1:]
 		c.mu.Unlock()
-		// The lock is not held while waiting for room: Deliver keeps
-		// appending to pending meanwhile and the next round takes those.
-		for _, f := range batch {
-			if m := f.GetMessage(); m != nil {
-				c.mu.Lock()
-				stale := m.GetSeq() <= c.sentSeq[m.GetConversationId()]
-				c.mu.Unlock()
-				if stale {
-					continue
-				}
-			}
-			if !c.Push(ctx, f) {
-				return false
-			}
+		// Deliver keeps appending to pending meanwhile (the connection is
+		// still holding), so order is kept while this waits for room.
+		if v == admit && !c.Push(ctx, f) {
+			return false
 		}
 	}
 }

@@ -8,6 +8,7 @@
 package hub
 
 import (
+	"context"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
@@ -69,9 +70,10 @@ func (h *Hub) Register(userID, deviceID string) (c *Conn, firstOfUser bool) {
 		deviceID:   deviceID,
 		queue:      newQueue(h.cfg.QueueLen),
 		done:       make(chan struct{}),
-		syncing:    true,
+		repairs:    make(chan struct{}, 1),
+		holding:    true,
 		maxPending: h.cfg.MaxPending,
-		sentSeq:    make(map[string]uint64),
+		last:       make(map[string]uint64),
 	}
 	s := h.shard(userID)
 	s.mu.Lock()
@@ -162,20 +164,7 @@ func (h *Hub) CloseDevice(userID, deviceID string, reason error) {
 
 // CloseAll closes every connection with reason.
 func (h *Hub) CloseAll(reason error) {
-	for i := range h.shards {
-		s := &h.shards[i]
-		s.mu.RLock()
-		var conns []*Conn
-		for _, devices := range s.users {
-			for _, c := range devices {
-				conns = append(conns, c)
-			}
-		}
-		s.mu.RUnlock()
-		for _, c := range conns {
-			c.Close(reason)
-		}
-	}
+	h.Each(func(c *Conn) { c.Close(reason) })
 }
 
 // userConns snapshots a user's connections so delivery happens outside the
@@ -214,6 +203,57 @@ func (h *Hub) CloseDeviceAnyUser(deviceID string, reason error) {
 		if found != nil {
 			found.Close(reason)
 			return
+		}
+	}
+}
+
+// Delivery is one frame for every connected device of some users. A
+// sender's own device can get a different frame (its SendAck) instead.
+type Delivery struct {
+	Frame *parleyv1.ServerFrame
+	Users []string
+	// Ack, when set, goes to device AckDevice of user AckUser instead of
+	// Frame.
+	Ack       *parleyv1.ServerFrame
+	AckUser   string
+	AckDevice string
+}
+
+// Route hands each delivery to the devices connected here, in order.
+func (h *Hub) Route(_ context.Context, ds []Delivery) {
+	for _, d := range ds {
+		h.Deliver(d)
+	}
+}
+
+// Deliver hands one delivery to the devices connected here.
+func (h *Hub) Deliver(d Delivery) {
+	if d.Ack != nil {
+		h.DeliverToDevice(d.AckUser, d.AckDevice, d.Ack)
+	}
+	for _, u := range d.Users {
+		except := ""
+		if d.Ack != nil && u == d.AckUser {
+			except = d.AckDevice
+		}
+		h.DeliverToUser(u, except, d.Frame)
+	}
+}
+
+// Each calls fn for every connection; fn must not block.
+func (h *Hub) Each(fn func(*Conn)) {
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.RLock()
+		var conns []*Conn
+		for _, devices := range s.users {
+			for _, c := range devices {
+				conns = append(conns, c)
+			}
+		}
+		s.mu.RUnlock()
+		for _, c := range conns {
+			fn(c)
 		}
 	}
 }

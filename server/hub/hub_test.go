@@ -47,7 +47,7 @@ func TestHub(t *testing.T) {
 		t.Parallel()
 		h := New(Config{QueueLen: 2, MaxPending: 2})
 		c, _ := h.Register("u1", "d1")
-		require.True(t, c.EndSync(t.Context()))
+		require.True(t, c.Release(t.Context()))
 		require.Equal(t, 1, h.DeliverToUser("u1", "", msgFrame("c", 1)))
 		require.Equal(t, 1, h.DeliverToUser("u1", "", msgFrame("c", 2)))
 		require.Equal(t, 0, h.DeliverToUser("u1", "", msgFrame("c", 3)))
@@ -72,7 +72,7 @@ func TestHub(t *testing.T) {
 		ctx := context.Background()
 		require.True(t, c.Push(ctx, msgFrame("c", 2)))
 		require.True(t, c.Push(ctx, msgFrame("c", 3)))
-		require.True(t, c.EndSync(ctx))
+		require.True(t, c.Release(ctx))
 		require.True(t, c.Deliver(msgFrame("c", 5)))
 		require.Equal(t, []uint64{2, 3, 4, 5}, drain(t, c))
 	})
@@ -81,8 +81,8 @@ func TestHub(t *testing.T) {
 		h := New(DefaultConfig())
 		a, _ := h.Register("u1", "d1")
 		b, _ := h.Register("u1", "d2")
-		a.EndSync(t.Context())
-		b.EndSync(t.Context())
+		a.Release(t.Context())
+		b.Release(t.Context())
 		require.Equal(t, 1, h.DeliverToUser("u1", "d1", msgFrame("c", 1)))
 		require.Empty(t, drain(t, a))
 		require.Equal(t, []uint64{1}, drain(t, b))
@@ -106,11 +106,12 @@ func TestHub(t *testing.T) {
 func BenchmarkDeliverToUser(b *testing.B) {
 	h := New(Config{QueueLen: 1 << 20, MaxPending: 1})
 	c, _ := h.Register("u1", "d1")
-	c.EndSync(context.Background())
-	f := msgFrame("c", 1)
+	c.Release(context.Background())
 	b.ReportAllocs()
+	seq := uint64(0)
 	for b.Loop() {
-		if h.DeliverToUser("u1", "", f) != 1 {
+		seq++
+		if h.DeliverToUser("u1", "", msgFrame("c", seq)) != 1 {
 			b.Fatal("not delivered")
 		}
 		c.queue.pop()
@@ -124,7 +125,7 @@ func TestDrainMarkerFollowsHeldBackFrames(t *testing.T) {
 	require.True(t, c.Deliver(msgFrame("c", 1)))
 	require.True(t, c.PushDrainMarker(t.Context()))
 	require.True(t, c.Push(t.Context(), msgFrame("c", 0)))
-	require.True(t, c.EndSync(t.Context()))
+	require.True(t, c.Release(t.Context()))
 	var got []*parleyv1.ServerFrame
 	for range 3 {
 		f, ok := c.Next(t.Context())
@@ -134,4 +135,111 @@ func TestDrainMarkerFollowsHeldBackFrames(t *testing.T) {
 	require.Equal(t, uint64(0), got[0].GetMessage().GetSeq(), "backlog first")
 	require.Equal(t, uint64(1), got[1].GetMessage().GetSeq(), "then what was held back")
 	require.Nil(t, got[2], "then the marker")
+}
+
+func TestLiveMessagesStayInOrder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	live := func(t *testing.T) *Conn {
+		c, _ := New(DefaultConfig()).Register("u1", "d1")
+		c.SetLast("c", 2)
+		require.True(t, c.Release(ctx))
+		return c
+	}
+	t.Run("a_skipped_message_holds_everything_until_repaired", func(t *testing.T) {
+		t.Parallel()
+		c := live(t)
+		require.True(t, c.Deliver(msgFrame("c", 4)))
+		<-c.Repairs()
+		require.True(t, c.Deliver(msgFrame("c", 5)))
+		require.True(t, c.Deliver(msgFrame("other", 1)), "other conversations wait too: one stream, one order")
+		require.Empty(t, drain(t, c))
+
+		gap, ok, recheck := c.TakeRepair()
+		require.True(t, ok)
+		require.False(t, recheck)
+		require.Equal(t, Gap{ConversationID: "c", Before: 4}, gap)
+		require.True(t, c.Push(ctx, msgFrame("c", 3)))
+		require.True(t, c.Release(ctx))
+		require.Equal(t, []uint64{3, 4, 5, 1}, drain(t, c))
+
+		require.True(t, c.Deliver(msgFrame("c", 3)), "a late copy is dropped, not an error")
+		require.True(t, c.Deliver(msgFrame("c", 6)))
+		require.Equal(t, []uint64{6}, drain(t, c))
+	})
+	t.Run("a_second_gap_among_held_frames_stops_the_release", func(t *testing.T) {
+		t.Parallel()
+		c := live(t)
+		require.True(t, c.Deliver(msgFrame("c", 4)))
+		require.True(t, c.Deliver(msgFrame("c", 7)))
+		_, _, _ = c.TakeRepair()
+		require.True(t, c.Push(ctx, msgFrame("c", 3)))
+		require.True(t, c.Release(ctx))
+		require.Equal(t, []uint64{3, 4}, drain(t, c))
+		<-c.Repairs()
+		gap, ok, _ := c.TakeRepair()
+		require.True(t, ok)
+		require.Equal(t, uint64(7), gap.Before)
+		require.True(t, c.Push(ctx, msgFrame("c", 5)))
+		require.True(t, c.Push(ctx, msgFrame("c", 6)))
+		require.True(t, c.Release(ctx))
+		require.Equal(t, []uint64{5, 6, 7}, drain(t, c))
+	})
+	t.Run("a_new_conversation_starts_at_seq_1_or_asks_for_repair", func(t *testing.T) {
+		t.Parallel()
+		c := live(t)
+		require.True(t, c.Deliver(msgFrame("fresh", 1)))
+		require.Equal(t, []uint64{1}, drain(t, c))
+		// Joined a group with history: its position is unknown.
+		require.True(t, c.Deliver(msgFrame("group", 40)))
+		require.Empty(t, drain(t, c))
+		gap, ok, _ := c.TakeRepair()
+		require.True(t, ok)
+		require.Equal(t, Gap{ConversationID: "group", Before: 40}, gap)
+		_, known := c.Last("group")
+		require.False(t, known)
+	})
+	t.Run("a_new_messages_send_ack_is_ordered_a_duplicates_is_not", func(t *testing.T) {
+		t.Parallel()
+		c := live(t)
+		ack := func(seq uint64, dup bool) *parleyv1.ServerFrame {
+			return &parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_SendAck{SendAck: &parleyv1.SendAck{
+				Message: &parleyv1.Message{ConversationId: "c", Seq: seq}, Duplicate: dup,
+			}}}
+		}
+		require.True(t, c.Deliver(ack(1, true)))
+		require.True(t, c.Deliver(ack(4, false)))
+		f, ok := c.queue.pop()
+		require.True(t, ok)
+		require.True(t, f.GetSendAck().GetDuplicate())
+		_, ok = c.queue.pop()
+		require.False(t, ok, "the SendAck of seq 4 waits for seq 3")
+	})
+	t.Run("a_send_ack_the_backlog_overtook_still_answers_the_send", func(t *testing.T) {
+		t.Parallel()
+		c, _ := New(DefaultConfig()).Register("u1", "d1")
+		// Committed before the backlog was read, acknowledged after.
+		require.True(t, c.Deliver(&parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_SendAck{SendAck: &parleyv1.SendAck{
+			ClientMsgId: "x", Message: &parleyv1.Message{ConversationId: "c", Seq: 1},
+		}}}))
+		require.True(t, c.Push(ctx, msgFrame("c", 1)))
+		require.True(t, c.Release(ctx))
+		_, _ = c.queue.pop()
+		f, ok := c.queue.pop()
+		require.True(t, ok)
+		require.Equal(t, "x", f.GetSendAck().GetClientMsgId())
+	})
+	t.Run("recheck_holds_live_frames", func(t *testing.T) {
+		t.Parallel()
+		c := live(t)
+		c.Recheck()
+		<-c.Repairs()
+		require.True(t, c.Deliver(msgFrame("c", 3)))
+		require.Empty(t, drain(t, c))
+		_, ok, recheck := c.TakeRepair()
+		require.False(t, ok)
+		require.True(t, recheck)
+		require.True(t, c.Release(ctx))
+		require.Equal(t, []uint64{3}, drain(t, c))
+	})
 }
