@@ -75,7 +75,10 @@ type Broker interface {
 	// retried with capped backoff inside Consume, so it survives a broker
 	// restart; entries published while the broker was unreachable were
 	// refused by Publish. If the broker lost the group (restarted without
-	// persistence), Consume recreates it after the last entry it saw.
+	// persistence), Consume recreates it after the last entry it saw and
+	// then calls handle with a nil payload: entries published before the
+	// loss and not yet read may be gone, and the caller recovers them from
+	// the source of truth.
 	// Consume returns nil when ctx ends or the broker is closed, and an
 	// error only when the broker refuses the stream in a way retrying cannot
 	// fix (a wrong key type, missing permissions).

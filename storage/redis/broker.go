@@ -112,6 +112,9 @@ type consumer struct {
 
 	// join says the group must be created (or confirmed) before reading.
 	join bool
+	// lost says the group was lost with whatever it had not delivered:
+	// handle hears of it (a nil payload) once the group is back.
+	lost bool
 	// lastID is the newest entry id this consumer has seen or the group
 	// had reached when it joined; "" until known. When Redis loses the
 	// group, it is recreated here, so entries published since the loss
@@ -134,6 +137,7 @@ func (c *consumer) run(ctx context.Context) error {
 			// the group: recreate it after the last entry seen.
 			c.log.WarnContext(ctx, "redis: consumer group lost, recreating it", slog.String("after_id", c.lastID))
 			c.join = true
+			c.lost = true
 		case isTransient(err):
 			if failures == 0 {
 				c.log.WarnContext(ctx, "redis: consume failing, retrying", slog.Any("err", err))
@@ -157,6 +161,12 @@ func (c *consumer) session(ctx context.Context, failures *int) error {
 			return err
 		}
 		c.join = false
+		if c.lost {
+			// Entries published before the loss and not yet read are
+			// gone; the caller must recover from its source of truth.
+			c.lost = false
+			c.handle(ctx, nil)
+		}
 	}
 	// Pending entries: ids after "0" that were delivered to this consumer
 	// and not acknowledged. Redis returns them without blocking.
