@@ -13,6 +13,7 @@ import (
 	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
 	"github.com/parley-im/parley/clients/go/gen/parley/v1/parleyv1connect"
 	"github.com/parley-im/parley/server/auth"
+	"github.com/parley-im/parley/server/hub"
 	"github.com/parley-im/parley/server/wire"
 	"github.com/parley-im/parley/storage"
 )
@@ -304,9 +305,9 @@ func (s *Server) directPeers(ctx context.Context, userID string) []string {
 	return peers
 }
 
-func (s *Server) notifyPeers(peers []string, f *parleyv1.ServerFrame) {
-	for _, p := range peers {
-		s.hub.DeliverToUser(p, "", f)
+func (s *Server) notifyPeers(ctx context.Context, peers []string, f *parleyv1.ServerFrame) {
+	if len(peers) > 0 {
+		s.router.Route(ctx, []hub.Delivery{{Frame: f, Users: peers}})
 	}
 }
 

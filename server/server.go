@@ -129,6 +129,38 @@ type Deps struct {
 	Now func() time.Time
 	// Layout is this process's shard; the zero value means a single node.
 	Layout shard.Layout
+	// Router carries presence frames to users wherever they are
+	// connected; nil means Hub (a single node).
+	Router engine.Router
+	// Presence says who is online; nil means the devices connected to Hub
+	// (a single node).
+	Presence Presence
+}
+
+// Presence tracks which users have a device online. On one node the hub
+// knows; in a cluster a shared store does (server/route.Presence).
+type Presence interface {
+	Connected(ctx context.Context, userID, deviceID string)
+	// Disconnected reports whether the user still has a device online.
+	Disconnected(ctx context.Context, userID, deviceID string) (stillOnline bool)
+	Online(ctx context.Context, userIDs []string) map[string]bool
+}
+
+// hubPresence is the Presence of a single node.
+type hubPresence struct{ hub *hub.Hub }
+
+func (hubPresence) Connected(context.Context, string, string) {}
+
+func (p hubPresence) Disconnected(_ context.Context, userID, _ string) bool {
+	return p.hub.Online(userID)
+}
+
+func (p hubPresence) Online(_ context.Context, userIDs []string) map[string]bool {
+	online := make(map[string]bool, len(userIDs))
+	for _, u := range userIDs {
+		online[u] = p.hub.Online(u)
+	}
+	return online
 }
 
 // Server serves every Parley service. Create it with New; it is safe for
@@ -143,6 +175,8 @@ type Server struct {
 	validator protovalidate.Validator
 	handler   http.Handler
 	layout    shard.Layout
+	router    engine.Router
+	presence  Presence
 	// sends is the per-device send limit; nil when disabled.
 	sends *ratelimit.Keyed
 
@@ -175,6 +209,13 @@ func New(cfg Config, d Deps) (*Server, error) {
 		s.now = time.Now
 	}
 	s.sends = newSendLimiter(cfg)
+	s.router, s.presence = d.Router, d.Presence
+	if s.router == nil {
+		s.router = d.Hub
+	}
+	if s.presence == nil {
+		s.presence = hubPresence{hub: d.Hub}
+	}
 	s.layout = d.Layout
 	if s.layout.Shards == 0 {
 		s.layout = shard.Single()

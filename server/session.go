@@ -217,14 +217,18 @@ func (ss *session) sync(ctx context.Context, firstOfUser bool) {
 		ss.conn.Close(err)
 		return
 	}
+	ss.s.presence.Connected(ctx, ss.id.UserID, ss.id.DeviceID)
 	ss.peers = ss.s.directPeers(ctx, ss.id.UserID)
+	online := ss.s.presence.Online(ctx, ss.peers)
 	for _, p := range ss.peers {
-		if ss.s.hub.Online(p) {
+		if online[p] {
 			ss.conn.Deliver(presenceFrame(p, true, time.Time{}))
 		}
 	}
 	if firstOfUser {
-		ss.s.notifyPeers(ss.peers, presenceFrame(ss.id.UserID, true, time.Time{}))
+		// First here, which in a cluster may not be first anywhere: peers
+		// may hear "online" twice, which changes nothing for them.
+		ss.s.notifyPeers(ctx, ss.peers, presenceFrame(ss.id.UserID, true, time.Time{}))
 	}
 	for {
 		select {
@@ -276,8 +280,12 @@ func (ss *session) finish(ctx context.Context) {
 	if err := ss.s.engine.FlushAcks(ctx, ss.id.DeviceID); err != nil {
 		ss.s.logger.Warn("flush acks on disconnect", "user_id", ss.id.UserID, "err", err)
 	}
-	if last && ss.peers != nil {
-		ss.s.notifyPeers(ss.peers, presenceFrame(ss.id.UserID, false, ss.s.now()))
+	if ss.peers == nil {
+		return // never announced online
+	}
+	stillOnline := ss.s.presence.Disconnected(ctx, ss.id.UserID, ss.id.DeviceID)
+	if last && !stillOnline {
+		ss.s.notifyPeers(ctx, ss.peers, presenceFrame(ss.id.UserID, false, ss.s.now()))
 	}
 }
 

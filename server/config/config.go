@@ -42,8 +42,21 @@ type Config struct {
 	// Store selects the system of record: empty for the embedded SQLite
 	// store under DataDir, or a postgres:// URL.
 	Store string `yaml:"store" env:"STORE"`
-	// Cluster is this process's shard. Until cross-process routing
-	// (Redis) lands, a cluster has one shard served by one process.
+	// Redis is the redis:// URL of the Redis that routes messages between
+	// server processes and records presence. Empty means a single process
+	// that routes in memory. Several processes (replicas of a shard, or
+	// several shards) need it, and a shared postgres Store.
+	Redis string `yaml:"redis" env:"REDIS"`
+	// Node names this process in the cluster: unique, and stable across
+	// restarts (a StatefulSet pod name), since it names the process's
+	// consumer group on the shard's stream. Empty means the host name and
+	// the listen port.
+	Node string `yaml:"node" env:"NODE"`
+	// PresenceTTL is how long a device stays online in Redis without a
+	// refresh (refreshed every third of it): how long the devices of a
+	// process that died keep looking online.
+	PresenceTTL time.Duration `yaml:"presence_ttl" env:"PRESENCE_TTL"`
+	// Cluster is this process's shard and the shards' client addresses.
 	Cluster shard.Layout `yaml:"cluster" env:",inline"`
 	// Chat holds the messaging rules.
 	Chat server.Config `yaml:"chat" env:"CHAT_"`
@@ -66,6 +79,7 @@ func Default() Config {
 		Engine:          engine.DefaultConfig(),
 		Hub:             hub.DefaultConfig(),
 		Auth:            auth.DefaultConfig(),
+		PresenceTTL:     30 * time.Second,
 		Cluster:         shard.Single(),
 	}
 }
@@ -98,13 +112,22 @@ func (c Config) Validate() error {
 	}
 	if err := c.Cluster.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("cluster: %w", err))
-	} else if c.Cluster.Shards > 1 {
-		// Live delivery between processes needs the Redis router, which
-		// has not landed; several shards would deliver only on reconnect.
-		errs = append(errs, errors.New("cluster: more than one shard needs cross-process routing, which this build does not have yet"))
+	} else if c.Cluster.Shards > 1 && c.Redis == "" {
+		errs = append(errs, errors.New("redis: more than one shard needs a redis:// URL to route messages between processes"))
 	}
 	if c.Store != "" && !strings.HasPrefix(c.Store, "postgres://") && !strings.HasPrefix(c.Store, "postgresql://") {
 		errs = append(errs, errors.New("store: want empty (embedded) or a postgres:// URL"))
+	}
+	if c.Redis != "" {
+		if !strings.HasPrefix(c.Redis, "redis://") && !strings.HasPrefix(c.Redis, "rediss://") {
+			errs = append(errs, errors.New("redis: want a redis:// or rediss:// URL"))
+		}
+		if c.Store == "" {
+			errs = append(errs, errors.New("store: processes routed through redis must share a postgres:// store; the embedded store belongs to one process"))
+		}
+		if c.PresenceTTL < 3*time.Millisecond {
+			errs = append(errs, errors.New("presence_ttl must be at least 3ms"))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -144,6 +167,12 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	fs.StringVar(&cfg.Store, "store", cfg.Store, "system of record: empty for embedded SQLite, or a postgres:// URL (env PARLEY_STORE)")
 	fs.IntVar(&cfg.Cluster.Shard, "shard", cfg.Cluster.Shard, "this process's shard (env PARLEY_SHARD)")
 	fs.IntVar(&cfg.Cluster.Shards, "shards", cfg.Cluster.Shards, "number of shards (env PARLEY_SHARDS)")
+	fs.StringVar(&cfg.Redis, "redis", cfg.Redis, "redis:// URL routing messages between processes; empty for one process (env PARLEY_REDIS)")
+	fs.StringVar(&cfg.Node, "node", cfg.Node, "this process's unique, stable name in the cluster; default host-port (env PARLEY_NODE)")
+	fs.Func("shard-addresses", "comma-separated client `URLs` of the shards, in shard order, for Locate (env PARLEY_SHARD_ADDRESSES)", func(v string) error {
+		cfg.Cluster.Addresses = strings.Split(v, ",")
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}

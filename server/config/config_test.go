@@ -60,7 +60,15 @@ func TestLoad(t *testing.T) {
 			require.Equal(t, []string{"http://a:8080"}, c.Cluster.Addresses)
 		}},
 		{name: "shard_out_of_range", args: []string{"-shard", "3"}, wantErr: "outside"},
-		{name: "several_shards_need_routing", args: []string{"-shards", "2"}, wantErr: "cross-process routing"},
+		{name: "several_shards_need_redis", args: []string{"-shards", "2"}, wantErr: "needs a redis:// URL"},
+		{name: "redis_needs_a_shared_store", args: []string{"-redis", "redis://127.0.0.1:6379"}, wantErr: "must share a postgres:// store"},
+		{name: "redis_url_scheme", args: []string{"-store", "postgres://x", "-redis", "127.0.0.1:6379"}, wantErr: "redis:// or rediss://"},
+		{name: "cluster_flags", args: []string{"-store", "postgres://x", "-redis", "redis://r:6379/0", "-shard", "1", "-shards", "2", "-node", "s1a", "-shard-addresses", "http://a:1,http://b:2"}, check: func(t *testing.T, c Config) {
+			require.Equal(t, "redis://r:6379/0", c.Redis)
+			require.Equal(t, "s1a", c.Node)
+			require.Equal(t, 1, c.Cluster.Shard)
+			require.Equal(t, []string{"http://a:1", "http://b:2"}, c.Cluster.Addresses)
+		}},
 		{name: "store_must_be_postgres_url", args: []string{"-store", "mysql://x"}, wantErr: "postgres://"},
 	}
 	for _, tt := range tests {

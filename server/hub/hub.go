@@ -240,7 +240,7 @@ func (h *Hub) Deliver(d Delivery) {
 	}
 }
 
-// Each calls fn for every connection; fn must not block.
+// Each calls fn for every connection, outside the hub's locks.
 func (h *Hub) Each(fn func(*Conn)) {
 	for i := range h.shards {
 		s := &h.shards[i]

@@ -1,7 +1,9 @@
 // Command parleyd is the Parley server. With no configuration it runs the
 // embedded single-node setup: SQLite under ./data, listening on
 // 127.0.0.1:8080 for Connect, gRPC and gRPC-Web (HTTP/1.1 and h2c).
-// -store postgres://… keeps everything in PostgreSQL instead.
+// -store postgres://… keeps everything in PostgreSQL instead, and with
+// -redis redis://… several processes (-shard N -shards M, -node NAME) share
+// it, routing live traffic and presence through Redis.
 // `parleyd migrate [flags]` applies the store's migrations and exits.
 package main
 
@@ -17,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -27,9 +30,11 @@ import (
 	"github.com/parley-im/parley/server/engine"
 	"github.com/parley-im/parley/server/health"
 	"github.com/parley-im/parley/server/hub"
+	"github.com/parley-im/parley/server/route"
 	"github.com/parley-im/parley/storage"
 	"github.com/parley-im/parley/storage/embedded"
 	"github.com/parley-im/parley/storage/postgres"
+	"github.com/parley-im/parley/storage/redis"
 )
 
 func main() {
@@ -69,7 +74,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer store.Close()
 
 	h := hub.New(cfg.Hub)
-	eng := engine.New(cfg.Engine, store, h, logger)
+	cl, err := openCluster(ctx, cfg, h, logger)
+	if err != nil {
+		return err
+	}
+	defer cl.close()
+	eng := engine.New(cfg.Engine, store, cl.router, logger)
 	eng.Start()
 	defer eng.Close(context.Background())
 
@@ -87,6 +97,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Health:       checker,
 		Logger:       logger,
 		Layout:       cfg.Cluster,
+		Router:       cl.router,
+		Presence:     cl.presence,
 	})
 	if err != nil {
 		return err
@@ -141,11 +153,81 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := eng.Close(shutdownCtx); err != nil {
 		logger.Warn("engine shutdown", "err", err)
 	}
+	// After the engine: its last fan-outs still publish.
+	cl.close()
 	if err := store.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// cluster is how this process reaches devices: the hub alone, or with
+// -redis, the hub plus the other processes through Redis.
+type cluster struct {
+	router   engine.Router
+	presence server.Presence // nil: the hub's
+	close    func()
+}
+
+// openCluster connects to Redis when configured, joins this process's
+// shard stream (before any device connects, so none misses what is
+// published from now on) and starts reading it and refreshing presence.
+// close stops both and disconnects; it is idempotent.
+func openCluster(ctx context.Context, cfg config.Config, h *hub.Hub, logger *slog.Logger) (*cluster, error) {
+	if cfg.Redis == "" {
+		return &cluster{router: h, close: func() {}}, nil
+	}
+	node := cfg.Node
+	if node == "" {
+		node = defaultNode(cfg.Listen)
+	}
+	rd, err := redis.New(ctx, redis.Config{URL: cfg.Redis, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	router := route.New(route.Config{Node: node}, h, rd, cfg.Cluster, logger)
+	if err := router.Join(ctx); err != nil {
+		_ = rd.Close()
+		return nil, fmt.Errorf("redis: join shard %d: %w", cfg.Cluster.Shard, err)
+	}
+	presence := route.NewPresence(rd, h, node, cfg.PresenceTTL, logger)
+	runCtx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := router.Run(runCtx); err != nil {
+			// Redis refuses the stream for good (wrong key type, ACLs):
+			// devices still get everything through catch-up, but not live
+			// from other processes.
+			logger.Error("cluster routing stopped", "err", err)
+		}
+	})
+	wg.Go(func() { presence.Run(runCtx) })
+	logger.Info("cluster routing through redis", "node", node, "shard", cfg.Cluster.Shard, "shards", cfg.Cluster.Shards)
+	var once sync.Once
+	return &cluster{router: router, presence: presence, close: func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			if err := rd.Close(); err != nil {
+				logger.Warn("close redis", "err", err)
+			}
+		})
+	}}, nil
+}
+
+// defaultNode names a process after its host and port: unique on one
+// machine, stable across restarts on a fixed port.
+func defaultNode(listen string) string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "parleyd"
+	}
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		port = listen
+	}
+	return host + "-" + port
 }
 
 // openStore opens the configured system of record.
