@@ -119,7 +119,18 @@ func (r *Redis) Stop() error {
 	return errors.Join(err, os.RemoveAll(r.dir))
 }
 
-// Restart stops the server and starts it again on the same port and
+// Halt stops the server without deleting its directory, like an outage:
+// clients get connection errors until Restart starts it again.
+func (r *Redis) Halt() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return errors.New("realsvc: redis: halt after stop")
+	}
+	return r.terminate()
+}
+
+// Restart stops the server (unless halted) and starts it again on the same port and
 // directory, waiting until it answers PING. Clients see their connections
 // drop. With AppendOnly the data survives; without it Redis comes back
 // empty.
