@@ -125,6 +125,11 @@ func (c Config) Validate() error {
 		if c.Store == "" {
 			errs = append(errs, errors.New("store: processes routed through redis must share a postgres:// store; the embedded store belongs to one process"))
 		}
+		if c.Auth.SigningKeyFile == "" {
+			// A key generated per data directory would make every process
+			// reject the others' tokens.
+			errs = append(errs, errors.New("auth: processes routed through redis must share one access-token key: set auth.signing_key_file (PARLEY_AUTH_SIGNING_KEY_FILE)"))
+		}
 		if c.PresenceTTL < 3*time.Millisecond {
 			errs = append(errs, errors.New("presence_ttl must be at least 3ms"))
 		}

@@ -63,7 +63,8 @@ func TestLoad(t *testing.T) {
 		{name: "several_shards_need_redis", args: []string{"-shards", "2"}, wantErr: "needs a redis:// URL"},
 		{name: "redis_needs_a_shared_store", args: []string{"-redis", "redis://127.0.0.1:6379"}, wantErr: "must share a postgres:// store"},
 		{name: "redis_url_scheme", args: []string{"-store", "postgres://x", "-redis", "127.0.0.1:6379"}, wantErr: "redis:// or rediss://"},
-		{name: "cluster_flags", args: []string{"-store", "postgres://x", "-redis", "redis://r:6379/0", "-shard", "1", "-shards", "2", "-node", "s1a", "-shard-addresses", "http://a:1,http://b:2"}, check: func(t *testing.T, c Config) {
+		{name: "redis_needs_a_shared_signing_key", args: []string{"-store", "postgres://x", "-redis", "redis://r:6379/0"}, wantErr: "signing_key_file"},
+		{name: "cluster_flags", env: map[string]string{"PARLEY_AUTH_SIGNING_KEY_FILE": "/k"}, args: []string{"-store", "postgres://x", "-redis", "redis://r:6379/0", "-shard", "1", "-shards", "2", "-node", "s1a", "-shard-addresses", "http://a:1,http://b:2"}, check: func(t *testing.T, c Config) {
 			require.Equal(t, "redis://r:6379/0", c.Redis)
 			require.Equal(t, "s1a", c.Node)
 			require.Equal(t, 1, c.Cluster.Shard)
