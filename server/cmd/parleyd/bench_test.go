@@ -29,30 +29,54 @@ func BenchmarkSendDeliver(b *testing.B) {
 				if store == "postgres" {
 					args = []string{"-store", postgresDSN(b)}
 				}
-				benchSendDeliver(b, window, args...)
+				ts := startServerEnv(b, benchEnv(), args...)
+				benchSendDeliver(b, window, ts.url, 0, ts.url, 0, 1)
 			})
 		}
 	}
 }
 
-func benchSendDeliver(b *testing.B, sendWindow int, args ...string) {
-	const pairs = 100
-	ts := startServerEnv(b, map[string]string{
-		// Registration speed is not what this measures, and 200 devices
-		// signing up from one address would trip the abuse limits.
+// BenchmarkSendDeliverCluster is BenchmarkSendDeliver across two shards,
+// two parleyd instances (in this process) on one PostgreSQL and one
+// Redis: every sender is on shard 0 and every receiver on shard 1, so
+// every message is committed, published to Redis and read back by the
+// other process before it is delivered.
+//
+//	go test ./server/cmd/parleyd -run '^$' -bench 'SendDeliverCluster' -benchtime 50000x
+func BenchmarkSendDeliverCluster(b *testing.B) {
+	for _, window := range []int{8, 32} {
+		b.Run(fmt.Sprintf("window=%d", window), func(b *testing.B) {
+			servers := startCluster(b, benchEnv(), 2)
+			benchSendDeliver(b, window, servers[0].url, 0, servers[1].url, 1, 2)
+		})
+	}
+}
+
+// benchEnv turns off what would get in a benchmark's way: registration
+// speed is not what it measures, and 200 devices signing up from one
+// address would trip the abuse limits.
+func benchEnv() map[string]string {
+	return map[string]string{
 		"PARLEY_AUTH_ARGON2_MEMORY_KIB":     "1024",
 		"PARLEY_AUTH_ADDRESS_ATTEMPT_BURST": "0",
 		"PARLEY_CHAT_SEND_RATE":             "0",
-	}, args...)
+	}
+}
+
+// benchSendDeliver runs 100 sender→receiver pairs; senders connect to
+// senderURL and receivers to receiverURL (in a cluster, a process of
+// their shard).
+func benchSendDeliver(b *testing.B, sendWindow int, senderURL string, senderShard int, receiverURL string, receiverShard, shards int) {
+	const pairs = 100
 	type pair struct {
 		from, to *user
 		conv     string
 	}
+	froms := registerOnShard(b, senderURL, "sender", pairs, senderShard, shards)
+	tos := registerOnShard(b, receiverURL, "receiver", pairs, receiverShard, shards)
 	ps := make([]pair, pairs)
 	for i := range ps {
-		// One connection per device, as real clients have.
-		from := register(b, h2cClient(), ts.url, fmt.Sprintf("sender%03d", i))
-		to := register(b, h2cClient(), ts.url, fmt.Sprintf("receiver%03d", i))
+		from, to := froms[i], tos[i]
 		c, err := from.convs.CreateDirect(b.Context(), &parleyv1.CreateDirectRequest{Peer: &parleyv1.CreateDirectRequest_UserId{UserId: to.id}})
 		require.NoError(b, err)
 		ps[i] = pair{from, to, c.GetConversation().GetId()}

@@ -35,6 +35,11 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
+	if rd.srv != nil {
+		if err := rd.srv.Stop(); err != nil && code == 0 {
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
