@@ -17,9 +17,10 @@ import (
 // server versions during a rolling upgrade: add fields, never renumber.
 //
 //	message Entry {
-//	  string   origin     = 1; // node that published it
-//	  bool     recheck    = 2; // deliveries may have been lost: recheck
-//	  repeated Delivery d = 3;
+//	  string   origin       = 1; // node that published it
+//	  bool     recheck      = 2; // deliveries may have been lost: recheck
+//	  repeated Delivery d   = 3;
+//	  string   close_device = 4; // a revoked device: end its stream
 //	}
 //	message Delivery {
 //	  bytes  frame      = 1; // parley.v1.ServerFrame
@@ -32,6 +33,7 @@ const (
 	entryOrigin     protowire.Number = 1
 	entryRecheck    protowire.Number = 2
 	entryDeliveries protowire.Number = 3
+	entryClose      protowire.Number = 4
 
 	deliveryFrame     protowire.Number = 1
 	deliveryUsers     protowire.Number = 2
@@ -42,9 +44,10 @@ const (
 
 // entry is a decoded stream entry.
 type entry struct {
-	origin     string
-	recheck    bool
-	deliveries []hub.Delivery
+	origin      string
+	recheck     bool
+	deliveries  []hub.Delivery
+	closeDevice string
 }
 
 // encodedDelivery is a delivery whose frames are already marshalled, so a
@@ -53,6 +56,17 @@ type encodedDelivery struct {
 	frame, ack         []byte
 	users              []string
 	ackUser, ackDevice string
+}
+
+// encodeControl encodes an entry without deliveries: a recheck request or
+// a device to disconnect.
+func encodeControl(origin string, recheck bool, closeDevice string) []byte {
+	b := encodeEntry(origin, recheck, nil)
+	if closeDevice != "" {
+		b = protowire.AppendTag(b, entryClose, protowire.BytesType)
+		b = protowire.AppendString(b, closeDevice)
+	}
+	return b
 }
 
 func encodeEntry(origin string, recheck bool, ds []encodedDelivery) []byte {
@@ -96,6 +110,8 @@ func decodeEntry(b []byte) (entry, error) {
 			e.origin = string(v)
 		case num == entryRecheck && typ == protowire.VarintType:
 			e.recheck = n != 0
+		case num == entryClose && typ == protowire.BytesType:
+			e.closeDevice = string(v)
 		case num == entryDeliveries && typ == protowire.BytesType:
 			d, err := decodeDelivery(v)
 			if err != nil {

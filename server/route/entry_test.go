@@ -38,6 +38,13 @@ func TestEntryRoundTrip(t *testing.T) {
 	require.Equal(t, "u3", e.deliveries[1].AckUser)
 	require.Equal(t, "d3", e.deliveries[1].AckDevice)
 
+	e, err = decodeEntry(encodeControl("node-2", false, "dev-9"))
+	require.NoError(t, err)
+	require.Equal(t, "node-2", e.origin)
+	require.False(t, e.recheck)
+	require.Equal(t, "dev-9", e.closeDevice)
+	require.Empty(t, e.deliveries)
+
 	_, err = decodeEntry([]byte{0xff})
 	require.ErrorIs(t, err, errMalformed)
 	_, err = decodeEntry(protowire.AppendBytes(protowire.AppendTag(nil, entryDeliveries, protowire.BytesType), nil))

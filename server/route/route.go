@@ -190,19 +190,33 @@ func (c *Cluster) payDebts(ctx context.Context) {
 		if !c.owed.Swap(false) {
 			continue
 		}
-		entries := make([]storage.Entry, c.layout.Shards)
-		payload := encodeEntry(c.cfg.Node, true, nil)
-		for s := range entries {
-			entries[s] = storage.Entry{Shard: s, Payload: payload}
-		}
-		pctx, cancel := context.WithTimeout(ctx, c.cfg.PublishTimeout)
-		err := c.broker.PublishBatch(pctx, entries)
-		cancel()
-		if err != nil {
+		if err := c.publishEverywhere(ctx, encodeControl(c.cfg.Node, true, "")); err != nil {
 			c.owed.Store(true)
 			continue
 		}
 		c.log.Info("route: asked every process to recheck its devices after failed publishes")
+	}
+}
+
+// publishEverywhere publishes payload to every shard's stream.
+func (c *Cluster) publishEverywhere(ctx context.Context, payload []byte) error {
+	entries := make([]storage.Entry, c.layout.Shards)
+	for s := range entries {
+		entries[s] = storage.Entry{Shard: s, Payload: payload}
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.PublishTimeout)
+	defer cancel()
+	return c.broker.PublishBatch(ctx, entries)
+}
+
+// CloseDevice ends a revoked device's stream on whichever process holds
+// it. The caller knows only the device, so every shard is told. If the
+// broker cannot be reached, a stream elsewhere lives on until its access
+// token is refused on reconnect.
+func (c *Cluster) CloseDevice(ctx context.Context, deviceID string) {
+	c.hub.CloseDeviceAnyUser(deviceID, hub.ErrRevoked)
+	if err := c.publishEverywhere(ctx, encodeControl(c.cfg.Node, false, deviceID)); err != nil {
+		c.log.Warn("route: tell other processes to close a revoked device", slog.String("device_id", deviceID), slog.Any("err", err))
 	}
 }
 
@@ -224,6 +238,9 @@ func (c *Cluster) handle(_ context.Context, payload []byte) {
 	}
 	if e.recheck {
 		c.hub.Each((*hub.Conn).Recheck)
+	}
+	if e.closeDevice != "" {
+		c.hub.CloseDeviceAnyUser(e.closeDevice, hub.ErrRevoked)
 	}
 	for _, d := range e.deliveries {
 		c.hub.Deliver(d)

@@ -161,3 +161,19 @@ func TestLostConsumerGroupMakesTheProcessRecheck(t *testing.T) {
 	_, _, recheck := xOnB.TakeRepair()
 	require.True(t, recheck)
 }
+
+func TestRevokedDeviceIsClosedOnAnyProcess(t *testing.T) {
+	t.Parallel()
+	r := openRedis(t, server)
+	a := startNode(t, r, "a", 0, 2)
+	c := startNode(t, r, "c", 1, 2)
+	y := userOn(1, 2, "y")
+	yOnC := c.connect(t, y, "y1")
+	a.cluster.CloseDevice(t.Context(), "y1")
+	select {
+	case <-yOnC.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the revoked device's stream on another process stayed open")
+	}
+	require.ErrorIs(t, yOnC.Err(), hub.ErrRevoked)
+}

@@ -105,7 +105,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	// A revoked session (logout, refresh-token reuse) loses its live
 	// stream at once, not just its next call.
-	authSvc.SetOnRevoke(func(deviceID string) { h.CloseDeviceAnyUser(deviceID, hub.ErrRevoked) })
+	authSvc.SetOnRevoke(cl.closeDevice)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -167,7 +167,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 type cluster struct {
 	router   engine.Router
 	presence server.Presence // nil: the hub's
-	close    func()
+	// closeDevice ends a revoked device's stream wherever it is.
+	closeDevice func(deviceID string)
+	close       func()
 }
 
 // openCluster connects to Redis when configured, joins this process's
@@ -176,7 +178,11 @@ type cluster struct {
 // close stops both and disconnects; it is idempotent.
 func openCluster(ctx context.Context, cfg config.Config, h *hub.Hub, logger *slog.Logger) (*cluster, error) {
 	if cfg.Redis == "" {
-		return &cluster{router: h, close: func() {}}, nil
+		return &cluster{
+			router:      h,
+			closeDevice: func(deviceID string) { h.CloseDeviceAnyUser(deviceID, hub.ErrRevoked) },
+			close:       func() {},
+		}, nil
 	}
 	node := cfg.Node
 	if node == "" {
@@ -205,7 +211,11 @@ func openCluster(ctx context.Context, cfg config.Config, h *hub.Hub, logger *slo
 	wg.Go(func() { presence.Run(runCtx) })
 	logger.Info("cluster routing through redis", "node", node, "shard", cfg.Cluster.Shard, "shards", cfg.Cluster.Shards)
 	var once sync.Once
-	return &cluster{router: router, presence: presence, close: func() {
+	return &cluster{router: router, presence: presence, closeDevice: func(deviceID string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		router.CloseDevice(ctx, deviceID)
+	}, close: func() {
 		once.Do(func() {
 			cancel()
 			wg.Wait()
