@@ -44,7 +44,11 @@ func loadOrCreateKey(path string) (key ed25519.PrivateKey, created bool, err err
 		return nil, false, fmt.Errorf("encode signing key: %w", err)
 	}
 	data = pem.EncodeToMemory(&pem.Block{Type: pemTypePrivateKey, Bytes: der})
-	if err := writeFileAtomic(path, data); err != nil {
+	if err := writeFileAtomic(path, data); errors.Is(err, fs.ErrExist) {
+		// Another process sharing the file (a cluster starting at once)
+		// created it first: everyone must sign with that one.
+		return loadOrCreateKey(path)
+	} else if err != nil {
 		return nil, false, fmt.Errorf("write signing key: %w", err)
 	}
 	return key, true, nil
@@ -67,8 +71,11 @@ func parseKey(data []byte) (ed25519.PrivateKey, error) {
 	return key, nil
 }
 
-// writeFileAtomic writes data to path with mode 0600 via a temporary file
-// and a rename. The directory is created (0700) if needed.
+// writeFileAtomic creates path holding data, mode 0600, via a temporary
+// file and a hard link, so the name appears only with the complete
+// contents. It fails with fs.ErrExist when path exists already: of
+// processes creating it at once, exactly one wins. The directory is
+// created (0700) if needed.
 func writeFileAtomic(path string, data []byte) (err error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -93,7 +100,7 @@ func writeFileAtomic(path string, data []byte) (err error) {
 	if err := f.Chmod(0o600); err != nil {
 		return err
 	}
-	// Sync before rename so that after a crash the name points either to
+	// Sync before linking so that after a crash the name points either to
 	// nothing or to the complete key.
 	if err := f.Sync(); err != nil {
 		return err
@@ -101,10 +108,13 @@ func writeFileAtomic(path string, data []byte) (err error) {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	// Link, unlike rename, refuses to replace an existing file.
+	if err := os.Link(f.Name(), path); err != nil {
+		_ = os.Remove(f.Name())
 		return err
 	}
-	// Persist the rename itself. Best effort: some platforms cannot sync a
+	_ = os.Remove(f.Name())
+	// Persist the link itself. Best effort: some platforms cannot sync a
 	// directory, and the key is already complete on disk.
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -152,4 +154,35 @@ func TestNewKeyFileProblems(t *testing.T) {
 			require.Contains(t, logs.String(), tt.wantLog)
 		})
 	}
+}
+
+// Processes of a cluster that start at once on a shared key file all end
+// up signing with the one key that won.
+func TestConcurrentKeyCreationAgrees(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "signing.key")
+	const n = 8
+	keys := make([]ed25519.PrivateKey, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			keys[i], _, errs[i] = loadOrCreateKey(path)
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i := range n {
+		require.NoError(t, errs[i])
+		require.True(t, keys[0].Equal(keys[i]), "process %d signs with another key", i)
+	}
+	onDisk, created, err := loadOrCreateKey(path)
+	require.NoError(t, err)
+	require.False(t, created)
+	require.True(t, keys[0].Equal(onDisk))
+	entries, err := os.ReadDir(filepath.Dir(path))
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "no temporary files left behind")
 }
