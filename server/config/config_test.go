@@ -93,3 +93,16 @@ func TestExampleConfigIsTheDefaults(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, Default(), c)
 }
+
+// The cluster example in config/ loads, with each process's own flags.
+func TestClusterExampleLoads(t *testing.T) {
+	t.Parallel()
+	c, err := Load([]string{"-config", filepath.Join("..", "..", "config", "cluster.example.yaml"), "-shard", "1", "-node", "s1a"}, func(string) string { return "" }, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, 2, c.Cluster.Shards)
+	require.Equal(t, 1, c.Cluster.Shard)
+	require.Equal(t, "s1a", c.Node)
+	require.Equal(t, "http://127.0.0.1:8083", c.Cluster.Address(1))
+	require.NotEmpty(t, c.Redis)
+	require.NotEmpty(t, c.Auth.SigningKeyFile)
+}
