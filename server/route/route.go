@@ -66,7 +66,9 @@ type Cluster struct {
 	// owed is set when a publish failed: the other processes may have
 	// missed deliveries and must recheck.
 	owed atomic.Bool
-	// failing is set while publishes fail, so the failure is logged once.
+	// failing is set from a failed publish until a recheck entry gets
+	// through: meanwhile Route does not try the broker at all, so an
+	// unreachable one costs delivery nothing (not a timeout per commit).
 	failing atomic.Bool
 }
 
@@ -109,7 +111,11 @@ func (c *Cluster) Run(ctx context.Context) error {
 // a process that dies in between never acknowledged it, so the sender
 // retries and the retry is routed again.
 func (c *Cluster) Route(ctx context.Context, ds []hub.Delivery) {
-	if entries := c.entries(ds); len(entries) > 0 {
+	if c.failing.Load() {
+		// Paid by the recheck entry payDebts publishes when the broker
+		// is back.
+		c.owed.Store(true)
+	} else if entries := c.entries(ds); len(entries) > 0 {
 		pctx, cancel := context.WithTimeout(ctx, c.cfg.PublishTimeout)
 		err := c.broker.PublishBatch(pctx, entries)
 		cancel()
@@ -165,9 +171,6 @@ func (c *Cluster) entries(ds []hub.Delivery) []storage.Entry {
 // published records the outcome of a publish.
 func (c *Cluster) published(err error) {
 	if err == nil {
-		if c.failing.CompareAndSwap(true, false) {
-			c.log.Info("route: publishing again")
-		}
 		return
 	}
 	c.owed.Store(true)
@@ -194,7 +197,8 @@ func (c *Cluster) payDebts(ctx context.Context) {
 			c.owed.Store(true)
 			continue
 		}
-		c.log.Info("route: asked every process to recheck its devices after failed publishes")
+		c.failing.Store(false)
+		c.log.Info("route: publishing again; asked every process to recheck its devices")
 	}
 }
 
