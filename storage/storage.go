@@ -176,6 +176,30 @@ type Message struct {
 	CreatedAt time.Time
 	// RecalledAt is zero unless the message was recalled.
 	RecalledAt time.Time
+	// MembersSeq is the seq of the conversation's newest membership change
+	// (group created, members added, a member removed or left) when this
+	// message was committed: 0 for a conversation whose membership never
+	// changed (direct conversations), and the message's own Seq for a
+	// membership notice. A message appended after a change carries that
+	// change's seq; one appended before it carries an earlier one, so a
+	// process holding a member list read at membership version v knows the
+	// list is stale for any message with MembersSeq > v.
+	//
+	// It is set on messages returned by the writes (AppendMessages,
+	// RecallMessage's notice, CreateGroup, AddMembers, RemoveMember), read
+	// under the lock that allocates the seq. A duplicate (AppendResult
+	// with Duplicate set) carries the conversation's current value, not
+	// the one its original was committed under: at least as new, so a
+	// cache check on a redelivery errs towards reloading. The recalled
+	// message RecallMessage returns and the reads (GetMessage, History,
+	// ListConversations' LastMessage) leave it 0, which there means "not
+	// reported", not "never changed": the value is kept per conversation,
+	// not per message, and only the fan-out of fresh commits needs it.
+	//
+	// For groups whose membership last changed before this field existed,
+	// it is 0 until their next membership change (see the backends'
+	// migration 0002).
+	MembersSeq uint64
 }
 
 // AppendResult is the outcome of one message of an AppendMessages batch.
@@ -320,7 +344,8 @@ type DeviceStore interface {
 
 // ConversationStore holds conversations and memberships. Membership changes
 // append a system message in the same transaction, so they are ordered with
-// the conversation's messages.
+// the conversation's messages, and make its seq the conversation's
+// membership version (Message.MembersSeq).
 type ConversationStore interface {
 	// GetOrCreateDirect returns the direct conversation of users a and b
 	// (order does not matter), creating it with id when none exists.
@@ -378,6 +403,7 @@ type MessageStore interface {
 	// its own message. An error return means nothing was committed.
 	// A committed key is reported as a duplicate even when its sender is no
 	// longer a member; a repeat inside the batch has Duplicate set too.
+	// Every result's message carries MembersSeq (see Message).
 	AppendMessages(ctx context.Context, msgs []NewMessage) ([]AppendResult, error)
 	// GetMessage returns one message, or ErrNotFound.
 	GetMessage(ctx context.Context, conversationID string, seq uint64) (Message, error)

@@ -27,7 +27,7 @@ func (ws *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 		dst   **sql.Stmt
 		query string
 	}{
-		{&ws.lastSeq, `SELECT last_seq, last_message_at FROM conversations WHERE id = ?`},
+		{&ws.lastSeq, `SELECT last_seq, last_message_at, members_seq FROM conversations WHERE id = ?`},
 		{&ws.isMember, `SELECT 1 FROM members WHERE conversation_id = ? AND user_id = ?`},
 		{&ws.findDup, `SELECT ` + messageColumns + ` FROM messages
 			WHERE conversation_id = ? AND sender_id = ? AND client_msg_id = ? AND client_msg_id <> ''`},
@@ -37,7 +37,7 @@ func (ws *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 			ON CONFLICT (conversation_id, sender_id, client_msg_id) WHERE client_msg_id <> '' DO NOTHING`},
 		{&ws.readUpTo, `UPDATE members SET last_read_seq = ?1
 			WHERE conversation_id = ?2 AND user_id = ?3 AND last_read_seq < ?1`},
-		{&ws.bumpConv, `UPDATE conversations SET last_seq = ?, last_message_at = ? WHERE id = ?`},
+		{&ws.bumpConv, `UPDATE conversations SET last_seq = ?, last_message_at = ?, members_seq = ? WHERE id = ?`},
 		// A cursor only rises, never past the conversation's last seq, and
 		// only for a known device and conversation (the WHERE also keeps
 		// SQLite from reading ON CONFLICT as a join constraint).
@@ -70,7 +70,10 @@ func (ws *writeStmts) close() error {
 type convState struct {
 	lastSeq uint64
 	lastAt  int64
-	dirty   bool
+	// membersSeq is the seq of the newest membership change: what every
+	// message appended now is committed under (storage.Message.MembersSeq).
+	membersSeq uint64
+	dirty      bool
 }
 
 type memberKey struct {
@@ -153,11 +156,11 @@ func (a *appender) conv(ctx context.Context, id string) (*convState, error) {
 	if c, ok := a.convs[id]; ok {
 		return c, nil
 	}
-	var seq, at int64
-	if err := a.lastSeq.QueryRowContext(ctx, id).Scan(&seq, &at); err != nil {
+	var seq, at, membersSeq int64
+	if err := a.lastSeq.QueryRowContext(ctx, id).Scan(&seq, &at, &membersSeq); err != nil {
 		return nil, err
 	}
-	c := &convState{lastSeq: u64(seq), lastAt: at}
+	c := &convState{lastSeq: u64(seq), lastAt: at, membersSeq: u64(membersSeq)}
 	a.convs[id] = c
 	return c, nil
 }
@@ -165,7 +168,8 @@ func (a *appender) conv(ctx context.Context, id string) (*convState, error) {
 // append writes m at its conversation's next seq and returns it as
 // committed, checking no membership. When m's idempotency key was
 // committed before, it writes nothing and returns the original with
-// inserted false.
+// inserted false. Either way the message carries the conversation's
+// current MembersSeq.
 func (a *appender) append(ctx context.Context, m storage.NewMessage) (msg storage.Message, inserted bool, err error) {
 	c, err := a.conv(ctx, m.ConversationID)
 	if err != nil {
@@ -181,6 +185,7 @@ func (a *appender) append(ctx context.Context, m storage.NewMessage) (msg storag
 		Kind:           m.Kind,
 		Body:           body(m.Body),
 		CreatedAt:      stamp(m.CreatedAt),
+		MembersSeq:     c.membersSeq,
 	}
 	created := ms(msg.CreatedAt)
 	res, err := a.insert.ExecContext(ctx,
@@ -197,6 +202,7 @@ func (a *appender) append(ctx context.Context, m storage.NewMessage) (msg storag
 		if err == nil && !found {
 			err = errors.New("insert ignored without a duplicate")
 		}
+		orig.MembersSeq = c.membersSeq
 		return orig, false, err
 	}
 	c.lastSeq = msg.Seq
@@ -218,14 +224,29 @@ func (a *appender) notice(ctx context.Context, m storage.NewMessage) (storage.Me
 	return msg, err
 }
 
-// flush writes the moved conversation heads and raises each sender's
-// last_read_seq to their newest message (a no-op for non-members).
+// membershipNotice appends the system notice of a membership change: the
+// conversation's members_seq becomes its seq (written by flush, in the
+// same transaction), and so does the notice's MembersSeq.
+func (a *appender) membershipNotice(ctx context.Context, m storage.NewMessage) (storage.Message, error) {
+	msg, err := a.notice(ctx, m)
+	if err != nil {
+		return storage.Message{}, err
+	}
+	c := a.convs[msg.ConversationID]
+	c.membersSeq = msg.Seq
+	msg.MembersSeq = msg.Seq
+	return msg, nil
+}
+
+// flush writes the moved conversation heads (members_seq included) and
+// raises each sender's last_read_seq to their newest message (a no-op for
+// non-members).
 func (a *appender) flush(ctx context.Context) error {
 	for id, c := range a.convs {
 		if !c.dirty {
 			continue
 		}
-		if _, err := a.bumpConv.ExecContext(ctx, i64(c.lastSeq), c.lastAt, id); err != nil {
+		if _, err := a.bumpConv.ExecContext(ctx, i64(c.lastSeq), c.lastAt, i64(c.membersSeq), id); err != nil {
 			return err
 		}
 		c.dirty = false

@@ -97,7 +97,7 @@ func (s *Store) CreateGroup(ctx context.Context, g storage.NewGroup) (storage.Co
 		n := g.Notice
 		n.ConversationID = g.ID
 		var err error
-		if notice, err = a.notice(ctx, n); err != nil {
+		if notice, err = a.membershipNotice(ctx, n); err != nil {
 			return err
 		}
 		for i, u := range members {
@@ -233,7 +233,7 @@ func (s *Store) AddMembers(ctx context.Context, conversationID string, userIDs [
 			return storage.ErrGroupFull
 		}
 		var err error
-		if committed, err = a.notice(ctx, notice); err != nil {
+		if committed, err = a.membershipNotice(ctx, notice); err != nil {
 			return err
 		}
 		at := ms(committed.CreatedAt)
@@ -271,7 +271,7 @@ func (s *Store) RemoveMember(ctx context.Context, conversationID, userID string,
 			return storage.ErrNotMember
 		}
 		a := s.appender(ctx, tx)
-		if committed, err = a.notice(ctx, notice); err != nil {
+		if committed, err = a.membershipNotice(ctx, notice); err != nil {
 			return err
 		}
 		return a.flush(ctx)

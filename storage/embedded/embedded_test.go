@@ -100,6 +100,49 @@ func TestMigrationsIdempotent(t *testing.T) {
 	require.Positive(t, applied)
 }
 
+// TestMigrateMembersSeq upgrades a file written before migration 0002 (a
+// current one with the column dropped and the version forgotten): an
+// existing group reports MembersSeq 0 until its next membership change,
+// which sets it as on any group.
+func TestMigrateMembersSeq(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "parley.db")
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	msg := func(id, sender string) storage.NewMessage {
+		return storage.NewMessage{ID: id, ConversationID: "g", SenderID: sender, ClientMsgID: id,
+			Kind: storage.MessageText, Body: []byte("x"), CreatedAt: now}
+	}
+	notice := func(id string) storage.NewMessage {
+		return storage.NewMessage{ID: id, SenderID: "a", Kind: storage.MessageSystem, CreatedAt: now}
+	}
+
+	s := open(t, path)
+	a, b, c := user(t, s, "a"), user(t, s, "b"), user(t, s, "c")
+	_, _, err := s.CreateGroup(ctx, storage.NewGroup{ID: "g", OwnerID: a.ID, MemberIDs: []string{b.ID},
+		CreatedAt: now, Notice: notice("n1")})
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), appendOK(t, s, msg("m1", b.ID)).MembersSeq)
+	require.NoError(t, s.Close())
+
+	db := rawDB(t, path)
+	for _, q := range []string{
+		`ALTER TABLE conversations DROP COLUMN members_seq`,
+		`DELETE FROM schema_migrations WHERE version >= 2`,
+	} {
+		_, err := db.ExecContext(ctx, q)
+		require.NoError(t, err)
+	}
+	require.NoError(t, db.Close())
+
+	s = open(t, path)
+	require.Zero(t, appendOK(t, s, msg("m2", b.ID)).MembersSeq, "unknown before the migration")
+	added, err := s.AddMembers(ctx, "g", []string{c.ID}, 0, notice("n2"))
+	require.NoError(t, err)
+	require.Equal(t, added.Seq, added.MembersSeq)
+	require.Equal(t, added.Seq, appendOK(t, s, msg("m3", c.ID)).MembersSeq)
+}
+
 func TestOpenRejectsNewerSchema(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "parley.db")

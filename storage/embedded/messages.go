@@ -65,6 +65,13 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []storage.NewMessage) (
 				case err != nil:
 					return err
 				case found:
+					// With the current membership version, as any
+					// duplicate (storage.Message.MembersSeq).
+					c, err := a.conv(sctx, m.ConversationID)
+					if err != nil {
+						return err
+					}
+					orig.MembersSeq = c.membersSeq
 					results[i] = storage.AppendResult{Message: orig, Duplicate: true}
 				default:
 					results[i] = storage.AppendResult{Err: storage.ErrNotMember}

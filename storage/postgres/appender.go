@@ -22,8 +22,10 @@ const (
 	// id order (LockRows runs above the Sort), so two batches naming the
 	// same conversations cannot deadlock. FOR NO KEY UPDATE leaves the
 	// foreign-key checks of concurrent member and cursor inserts
-	// unblocked.
-	lockHeadsQuery = `SELECT id, last_seq, last_message_at FROM conversations
+	// unblocked. members_seq comes along under the same lock: membership
+	// changes take it too, so it is the membership every message of the
+	// batch is committed under.
+	lockHeadsQuery = `SELECT id, last_seq, last_message_at, members_seq FROM conversations
 		WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE`
 	// membersQuery probes the members primary key per (conversation,
 	// sender) pair.
@@ -73,6 +75,8 @@ type memberKey struct {
 type head struct {
 	lastSeq uint64
 	lastAt  time.Time
+	// membersSeq is read only: appends never change the membership.
+	membersSeq uint64
 }
 
 // appendBatch commits msgs inside tx, as AppendMessages specifies, and
@@ -189,7 +193,9 @@ func plan(msgs []storage.NewMessage, convIDs []string, heads map[string]head, me
 			first[k] = i
 			if orig, ok := dups[k]; ok {
 				// Committed before: the original, even when the sender
-				// has left since.
+				// has left since, with the current membership version
+				// (storage.Message.MembersSeq).
+				orig.MembersSeq = heads[m.ConversationID].membersSeq
 				p.results[i] = storage.AppendResult{Message: orig, Duplicate: true}
 				continue
 			}
@@ -209,6 +215,7 @@ func plan(msgs []storage.NewMessage, convIDs []string, heads map[string]head, me
 			continue
 		}
 		msg := newMessage(m, h.lastSeq+1)
+		msg.MembersSeq = h.membersSeq
 		h.lastSeq = msg.Seq
 		h.lastAt = maxTime(h.lastAt, msg.CreatedAt)
 		reads[mk] = max(reads[mk], msg.Seq)
@@ -260,15 +267,15 @@ func readHeads(br pgx.BatchResults, heads map[string]head, members map[memberKey
 	}
 	for rows.Next() {
 		var (
-			id  string
-			seq int64
-			at  time.Time
+			id              string
+			seq, membersSeq int64
+			at              time.Time
 		)
-		if err := rows.Scan(&id, &seq, &at); err != nil {
+		if err := rows.Scan(&id, &seq, &at, &membersSeq); err != nil {
 			rows.Close()
 			return err
 		}
-		heads[id] = head{lastSeq: u64(seq), lastAt: at.UTC()}
+		heads[id] = head{lastSeq: u64(seq), lastAt: at.UTC(), membersSeq: u64(membersSeq)}
 	}
 	if err := rows.Err(); err != nil {
 		return err
@@ -333,15 +340,23 @@ func isKeyConflict(err error) bool {
 // should one carry a committed key, the error wraps storage.ErrConflict.
 // The sender's read mark is not touched: call raiseRead once the
 // memberships are as they should be.
-func appendNotice(ctx context.Context, tx pgx.Tx, m storage.NewMessage) (storage.Message, error) {
+//
+// A membership notice (membership true) records a membership change: the
+// conversation's members_seq becomes its seq, in the same statement that
+// takes the seq. Either way the notice comes back with its MembersSeq.
+func appendNotice(ctx context.Context, tx pgx.Tx, m storage.NewMessage, membership bool) (storage.Message, error) {
 	created := stamp(m.CreatedAt)
-	var seq int64
+	var seq, membersSeq int64
+	// SET reads the row as it was, so both new values are last_seq + 1.
 	if err := tx.QueryRow(ctx, `UPDATE conversations SET last_seq = last_seq + 1,
-		last_message_at = GREATEST(last_message_at, $2) WHERE id = $1 RETURNING last_seq`,
-		m.ConversationID, created).Scan(&seq); err != nil {
+		last_message_at = GREATEST(last_message_at, $2),
+		members_seq = CASE WHEN $3 THEN last_seq + 1 ELSE members_seq END
+		WHERE id = $1 RETURNING last_seq, members_seq`,
+		m.ConversationID, created, membership).Scan(&seq, &membersSeq); err != nil {
 		return storage.Message{}, err
 	}
 	msg := newMessage(m, u64(seq))
+	msg.MembersSeq = u64(membersSeq)
 	tag, err := tx.Exec(ctx, `INSERT INTO messages (conversation_id, seq, id, sender_id, sender_device_id, client_msg_id, kind, body, created_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (conversation_id, sender_id, client_msg_id) WHERE client_msg_id <> '' DO NOTHING`,

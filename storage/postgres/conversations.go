@@ -100,7 +100,7 @@ func (s *Store) CreateGroup(ctx context.Context, g storage.NewGroup) (storage.Co
 		n := g.Notice
 		n.ConversationID = g.ID
 		var err error
-		if notice, err = appendNotice(ctx, tx, n); err != nil {
+		if notice, err = appendNotice(ctx, tx, n, true); err != nil {
 			return err
 		}
 		for i, u := range members {
@@ -242,7 +242,7 @@ func (s *Store) AddMembers(ctx context.Context, conversationID string, userIDs [
 			return storage.ErrGroupFull
 		}
 		var err error
-		if committed, err = appendNotice(ctx, tx, notice); err != nil {
+		if committed, err = appendNotice(ctx, tx, notice, true); err != nil {
 			return err
 		}
 		for _, u := range fresh {
@@ -276,7 +276,7 @@ func (s *Store) RemoveMember(ctx context.Context, conversationID, userID string,
 		if tag.RowsAffected() == 0 {
 			return storage.ErrNotMember
 		}
-		if committed, err = appendNotice(ctx, tx, notice); err != nil {
+		if committed, err = appendNotice(ctx, tx, notice, true); err != nil {
 			return err
 		}
 		return raiseRead(ctx, tx, conversationID, committed.SenderID, committed.Seq)

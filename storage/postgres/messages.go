@@ -102,7 +102,7 @@ func (s *Store) RecallMessage(ctx context.Context, conversationID string, seq ui
 		}
 		recalled.Body = nil
 		recalled.RecalledAt = notice.CreatedAt
-		if committed, err = appendNotice(ctx, tx, notice); err != nil {
+		if committed, err = appendNotice(ctx, tx, notice, false); err != nil {
 			return err
 		}
 		return raiseRead(ctx, tx, conversationID, committed.SenderID, committed.Seq)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -80,7 +82,9 @@ func TestMigrateConcurrentOpens(t *testing.T) {
 	var rows, metas int
 	require.NoError(t, conn.QueryRow(t.Context(), `SELECT count(*) FROM schema_migrations`).Scan(&rows))
 	require.NoError(t, conn.QueryRow(t.Context(), `SELECT count(*) FROM meta`).Scan(&metas))
-	require.Equal(t, 1, rows, "each migration is recorded once")
+	files, err := filepath.Glob("migrations/*.sql")
+	require.NoError(t, err)
+	require.Equal(t, len(files), rows, "each migration is recorded once")
 	require.Equal(t, 1, metas)
 }
 
@@ -131,6 +135,112 @@ func TestReopenKeepsData(t *testing.T) {
 	require.True(t, res[0].Duplicate)
 	require.Equal(t, sent, res[0].Message)
 	require.Equal(t, uint64(2), res[1].Message.Seq)
+}
+
+// TestMigrateMembersSeq upgrades a schema written before migration 0002
+// (a current one with the column dropped and the version forgotten): an
+// existing group reports MembersSeq 0 until its next membership change,
+// which sets it as on any group.
+func TestMigrateMembersSeq(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dsn := pg.NewSchema(t)
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+	s := open(t, dsn)
+	a, b, c := user(t, s, "a"), user(t, s, "b"), user(t, s, "c")
+	_, _, err := s.CreateGroup(ctx, storage.NewGroup{ID: "g", OwnerID: a.ID, MemberIDs: []string{b.ID},
+		CreatedAt: now, Notice: notice(a, "n1", now)})
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), appendOne(t, s, groupMessage("m1", b, now)).MembersSeq)
+	require.NoError(t, s.Close())
+
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, `ALTER TABLE conversations DROP COLUMN members_seq;
+		DELETE FROM schema_migrations WHERE version >= 2`)
+	require.NoError(t, err)
+	require.NoError(t, conn.Close(ctx))
+
+	s = open(t, dsn)
+	require.Zero(t, appendOne(t, s, groupMessage("m2", b, now)).MembersSeq, "unknown before the migration")
+	added, err := s.AddMembers(ctx, "g", []string{c.ID}, 0, notice(a, "n2", now))
+	require.NoError(t, err)
+	require.Equal(t, added.Seq, added.MembersSeq)
+	require.Equal(t, added.Seq, appendOne(t, s, groupMessage("m3", c, now)).MembersSeq)
+}
+
+// TestMembersSeqAcrossProcesses changes a group's membership through one
+// store while another (a second server process) appends to it: each
+// append carries exactly the newest change committed before it, as the
+// fan-out of the appending process needs to notice its member list is
+// stale.
+func TestMembersSeqAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dsn := pg.NewSchema(t)
+	appender, changer := open(t, dsn), open(t, dsn)
+	now := time.Now()
+	a, b, x := user(t, appender, "a"), user(t, appender, "b"), user(t, appender, "x")
+	_, created, err := changer.CreateGroup(ctx, storage.NewGroup{ID: "g", OwnerID: a.ID, MemberIDs: []string{b.ID},
+		CreatedAt: now, Notice: notice(a, "n0", now)})
+	require.NoError(t, err)
+
+	const changes, batches, batch = 20, 40, 5
+	var (
+		wg      sync.WaitGroup
+		changed = []uint64{created.Seq}
+		sent    []storage.Message
+		errs    = make(chan error, 2)
+	)
+	wg.Go(func() {
+		for i := range changes {
+			var (
+				n   storage.Message
+				err error
+			)
+			if i%2 == 0 {
+				n, err = changer.AddMembers(ctx, "g", []string{x.ID}, 0, notice(a, fmt.Sprintf("n%d", i+1), now))
+			} else {
+				n, err = changer.RemoveMember(ctx, "g", x.ID, notice(a, fmt.Sprintf("n%d", i+1), now))
+			}
+			if err != nil {
+				errs <- err
+				return
+			}
+			changed = append(changed, n.Seq)
+		}
+	})
+	wg.Go(func() {
+		for i := range batches {
+			msgs := make([]storage.NewMessage, batch)
+			for j := range msgs {
+				msgs[j] = groupMessage(fmt.Sprintf("m%d.%d", i, j), b, now)
+			}
+			res, err := appender.AppendMessages(ctx, msgs)
+			if err != nil {
+				errs <- err
+				return
+			}
+			for _, r := range res {
+				if r.Err != nil {
+					errs <- r.Err
+					return
+				}
+				sent = append(sent, r.Message)
+			}
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.Len(t, sent, batches*batch)
+	for _, m := range sent {
+		i, _ := slices.BinarySearch(changed, m.Seq) // changed is ascending
+		require.Equal(t, changed[i-1], m.MembersSeq, "message at seq %d", m.Seq)
+	}
 }
 
 // TestTwoProcessesGapless appends into one conversation from two stores
@@ -234,6 +344,26 @@ func TestOpenErrors(t *testing.T) {
 	defer cancel()
 	_, err = postgres.Open(ctx, postgres.Config{DSN: "postgres://postgres@127.0.0.1:1/postgres?sslmode=disable&connect_timeout=5"})
 	require.ErrorIs(t, err, storage.ErrUnavailable)
+}
+
+// notice is a system notice by u.
+func notice(u storage.User, id string, at time.Time) storage.NewMessage {
+	return storage.NewMessage{ID: id, SenderID: u.ID, Kind: storage.MessageSystem, CreatedAt: at}
+}
+
+// groupMessage is a text message from u to the group "g".
+func groupMessage(id string, u storage.User, at time.Time) storage.NewMessage {
+	return storage.NewMessage{ID: id, ConversationID: "g", SenderID: u.ID, ClientMsgID: id,
+		Kind: storage.MessageText, Body: []byte("x"), CreatedAt: at}
+}
+
+// appendOne appends m and requires it to commit.
+func appendOne(tb testing.TB, s storage.Store, m storage.NewMessage) storage.Message {
+	tb.Helper()
+	res, err := s.AppendMessages(context.Background(), []storage.NewMessage{m})
+	require.NoError(tb, err)
+	require.NoError(tb, res[0].Err)
+	return res[0].Message
 }
 
 func open(tb testing.TB, dsn string) *postgres.Store {

@@ -146,11 +146,11 @@ func testGroupCreate(t *testing.T, s storage.Store) {
 		LastSeq: 1, CreatedAt: at(1), LastMessageAt: at(1),
 	}, g)
 	notice.ConversationID = id
-	require.Equal(t, committed(notice, 1), n)
+	require.Equal(t, membershipNotice(notice, 1), n)
 
 	got, err := s.GetMessage(f.ctx(), id, 1)
 	require.NoError(t, err)
-	require.Equal(t, n, got)
+	require.Equal(t, asRead(n), got)
 
 	ms, err := s.ListMembers(f.ctx(), id)
 	require.NoError(t, err)
@@ -230,7 +230,8 @@ func testListConversations(t *testing.T, s storage.Store) {
 	require.Equal(t, at(30), gs.Conversation.LastMessageAt)
 	require.Equal(t, me.ID, gs.Self.UserID)
 	require.Equal(t, storage.RoleMember, gs.Self.Role)
-	require.Equal(t, &gm[0], gs.LastMessage)
+	last := asRead(gm[0])
+	require.Equal(t, &last, gs.LastMessage)
 	require.Equal(t, uint64(2), gs.Unread, "the notice and other's message")
 	require.Empty(t, gs.PeerID)
 
@@ -274,7 +275,8 @@ func testListConversationsJoinPoint(t *testing.T, s storage.Store) {
 	require.NoError(t, err)
 	require.Len(t, list, 1)
 	require.Equal(t, uint64(5), list[0].Self.JoinedSeq)
-	require.Equal(t, &n, list[0].LastMessage)
+	last := asRead(n)
+	require.Equal(t, &last, list[0].LastMessage)
 	require.Equal(t, uint64(1), list[0].Unread, "only the join notice is visible")
 
 	f.send(g, owner, 2)

@@ -48,7 +48,7 @@ func testAddMembers(t *testing.T, s storage.Store) {
 	n, err := s.AddMembers(f.ctx(), g.ID, []string{b.ID, c.ID}, 10, notice)
 	require.NoError(t, err)
 	notice.ConversationID = g.ID
-	require.Equal(t, committed(notice, 4), n)
+	require.Equal(t, membershipNotice(notice, 4), n)
 
 	for _, u := range []storage.User{b, c} {
 		m, err := s.GetMember(f.ctx(), g.ID, u.ID)
@@ -133,7 +133,7 @@ func testRemoveMember(t *testing.T, s storage.Store) {
 	n, err := s.RemoveMember(f.ctx(), g.ID, b.ID, notice)
 	require.NoError(t, err)
 	notice.ConversationID = g.ID
-	require.Equal(t, committed(notice, 2), n)
+	require.Equal(t, membershipNotice(notice, 2), n)
 
 	_, err = s.GetMember(f.ctx(), g.ID, b.ID)
 	require.ErrorIs(t, err, storage.ErrNotMember)

@@ -331,7 +331,7 @@ func testIdempotentAfterLeaving(t *testing.T, s storage.Store) {
 
 	orig := text(g, b, "sent before leaving")
 	first := f.append(orig)[0]
-	_, err := s.RemoveMember(f.ctx(), g.ID, b.ID, f.notice(b, 30))
+	left, err := s.RemoveMember(f.ctx(), g.ID, b.ID, f.notice(b, 30))
 	require.NoError(t, err)
 
 	// The ack was lost; the client retries after it left. The message was
@@ -342,6 +342,8 @@ func testIdempotentAfterLeaving(t *testing.T, s storage.Store) {
 	require.NoError(t, err)
 	require.NoError(t, res[0].Err)
 	require.True(t, res[0].Duplicate)
-	require.Equal(t, first, res[0].Message)
+	want := first
+	want.MembersSeq = left.Seq
+	require.Equal(t, want, res[0].Message, "the original, under the current membership")
 	require.ErrorIs(t, res[1].Err, storage.ErrNotMember)
 }

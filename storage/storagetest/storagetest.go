@@ -37,6 +37,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"devices", deviceTests},
 		{"conversations", conversationTests},
 		{"members", memberTests},
+		{"members_seq", membersSeqTests},
 		{"messages", messageTests},
 		{"history", historyTests},
 		{"cursors", cursorTests},
@@ -183,6 +184,21 @@ func committed(m storage.NewMessage, seq uint64) storage.Message {
 		SenderDeviceID: m.SenderDeviceID, ClientMsgID: m.ClientMsgID, Kind: m.Kind,
 		Body: m.Body, CreatedAt: m.CreatedAt,
 	}
+}
+
+// membershipNotice is m as the store returns it after committing it at seq
+// as the notice of a membership change: the change's seq is its own.
+func membershipNotice(m storage.NewMessage, seq uint64) storage.Message {
+	msg := committed(m, seq)
+	msg.MembersSeq = seq
+	return msg
+}
+
+// asRead is m as the reads (GetMessage, History, ListConversations) return
+// it: they do not report MembersSeq.
+func asRead(m storage.Message) storage.Message {
+	m.MembersSeq = 0
+	return m
 }
 
 // seqs lists the seqs of msgs.

@@ -1,0 +1,26 @@
+-- 0002: conversations.members_seq, the seq of the conversation's newest
+-- membership change (group created, members added, a member removed or
+-- left), which every committed message reports as storage.Message
+-- MembersSeq. The membership writes set it to their notice's seq under the
+-- conversation's row lock, and appends read it under the same lock.
+--
+-- Existing rows start at 0, with no backfill. An exact one is not
+-- possible here: membership notices and recall notices are both system
+-- messages whose bodies the store does not interpret, so "the newest
+-- membership notice" cannot be told from "the newest system message"
+-- (which would also cost a scan of every group's history inside this
+-- transaction). 0 is safe because the value is only compared, as a
+-- version, with the one a member list was cached under: a process can
+-- cache a list only after this migration ran (Open applies it before
+-- serving), and every membership change from now on sets members_seq to
+-- its notice's seq, which is above every earlier seq and so above 0. A
+-- list cached under 0 is therefore stale only for messages committed
+-- after a later change, and those carry that change's seq, not 0.
+--
+-- That holds only if every writer maintains the column: a process of the
+-- previous version still running after this migration changes
+-- memberships without touching it. Stop those before new ones serve.
+--
+-- ADD COLUMN with a constant default rewrites no rows.
+
+ALTER TABLE conversations ADD COLUMN members_seq bigint NOT NULL DEFAULT 0;
