@@ -73,16 +73,9 @@ func (e *Engine) Repair(ctx context.Context, c *hub.Conn) error {
 // repairGap pushes the messages of gap.ConversationID between what c has
 // and the first held message.
 func (e *Engine) repairGap(ctx context.Context, c *hub.Conn, gap hub.Gap) error {
-	members, err := e.members.get(ctx, e.store, gap.ConversationID)
+	joined, member, err := e.joinedSeq(ctx, gap.ConversationID, c.UserID())
 	if err != nil {
 		return fmt.Errorf("engine: repair %s: members: %w", gap.ConversationID, err)
-	}
-	var joined uint64
-	member := false
-	for _, m := range members {
-		if m.UserID == c.UserID() {
-			joined, member = m.JoinedSeq, true
-		}
 	}
 	if !member {
 		// No longer a member (the held frame is the removal notice): the
@@ -103,6 +96,32 @@ func (e *Engine) repairGap(ctx context.Context, c *hub.Conn, gap hub.Gap) error 
 	}
 	c.SetLast(gap.ConversationID, gap.Before-1)
 	return nil
+}
+
+// joinedSeq returns where a member joined a conversation. The cached list
+// may predate the user's joining through another process; only a fresh
+// read may say the user is not a member.
+func (e *Engine) joinedSeq(ctx context.Context, conversationID, userID string) (seq uint64, member bool, err error) {
+	find := func(ms []storage.Member) (uint64, bool) {
+		for _, m := range ms {
+			if m.UserID == userID {
+				return m.JoinedSeq, true
+			}
+		}
+		return 0, false
+	}
+	members, err := e.members.get(ctx, e.store, conversationID, 0)
+	if err != nil {
+		return 0, false, err
+	}
+	if seq, ok := find(members); ok {
+		return seq, true, nil
+	}
+	if members, err = e.store.ListMembers(ctx, conversationID); err != nil {
+		return 0, false, err
+	}
+	seq, member = find(members)
+	return seq, member, nil
 }
 
 // recheck compares every conversation of c's user with what c has handed

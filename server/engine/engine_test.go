@@ -243,3 +243,90 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
 }
+
+// Two engines on one store stand for two processes of a cluster: a member
+// added through one is reached by the other's next fan-out, and a removed
+// one is not, although the other had the old member list cached.
+func TestMembershipChangedElsewhereReachesTheFanOut(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, engine.DefaultConfig())
+	ctx := t.Context()
+	now := time.Now()
+	carol := "u-carol"
+	require.NoError(t, f.store.CreateUser(ctx, storage.User{ID: carol, Username: carol, DisplayName: carol, PasswordHash: "x", CreatedAt: now}))
+	notice := func() storage.NewMessage {
+		m := f.msg(f.users[0], "")
+		m.ID = fmt.Sprintf("notice-%d", time.Now().UnixNano())
+		m.Kind = storage.MessageSystem
+		return m
+	}
+	g, err := f.eng.CreateGroup(ctx, storage.NewGroup{ID: "g-1", Title: "g", OwnerID: f.users[0], MemberIDs: []string{f.users[1]}, CreatedAt: now, MaxMembers: 10, Notice: notice()})
+	require.NoError(t, err)
+
+	otherHub := hub.New(hub.Config{QueueLen: 1000, MaxPending: 1000})
+	other := engine.New(engine.DefaultConfig(), f.store, otherHub, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	other.Start()
+	t.Cleanup(func() { require.NoError(t, other.Close(context.Background())) })
+	bob, _ := otherHub.Register(f.users[1], "d-"+f.users[1])
+	bob.SetLast(g.ID, 1)
+	require.True(t, bob.Release(ctx))
+	carolConn, _ := otherHub.Register(carol, "d-"+carol)
+	require.True(t, carolConn.Release(ctx))
+	repairLoop(t, other, bob)
+	repairLoop(t, other, carolConn)
+
+	send := func(id string) {
+		m := f.msg(f.users[0], id)
+		m.ConversationID = g.ID
+		res, err := other.Send(ctx, m)
+		require.NoError(t, err)
+		require.NoError(t, res.Err)
+	}
+	send("before") // seq 2: the other engine caches [alice, bob]
+	require.Equal(t, uint64(2), frames(t, bob, 1)[0].GetMessage().GetSeq())
+
+	_, err = f.eng.AddMembers(ctx, g.ID, []string{carol}, 10, notice()) // seq 3, through the first engine
+	require.NoError(t, err)
+	send("after-add") // seq 4
+	got := frames(t, carolConn, 2)
+	require.Equal(t, uint64(3), got[0].GetMessage().GetSeq(), "the new member's join notice, filled in from the store")
+	require.Equal(t, uint64(4), got[1].GetMessage().GetSeq(), "and the message committed elsewhere after it")
+
+	_, err = f.eng.RemoveMember(ctx, g.ID, f.users[1], notice()) // seq 5
+	require.NoError(t, err)
+	send("after-remove") // seq 6
+	got = frames(t, carolConn, 2)
+	require.Equal(t, uint64(5), got[0].GetMessage().GetSeq(), "the removal notice, filled in from the store")
+	require.Equal(t, uint64(6), got[1].GetMessage().GetSeq())
+	got = frames(t, bob, 2)
+	require.Equal(t, uint64(3), got[0].GetMessage().GetSeq())
+	require.Equal(t, uint64(4), got[1].GetMessage().GetSeq())
+	_, ok := bob.Next(expired(t))
+	require.False(t, ok, "a removed member gets nothing committed after the removal")
+}
+
+// expired is a context that has already ended: Next returns at once when
+// nothing is queued.
+func expired(t *testing.T) context.Context {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	return ctx
+}
+
+// repairLoop does for c what the session's sync goroutine does: fill holes
+// in its conversations from the store, until the test ends.
+func repairLoop(t *testing.T, e *engine.Engine, c *hub.Conn) {
+	go func() {
+		for {
+			select {
+			case <-c.Repairs():
+				if err := e.Repair(t.Context(), c); err != nil {
+					c.Close(err)
+				}
+			case <-c.Done():
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { c.Close(hub.ErrShutdown) })
+}

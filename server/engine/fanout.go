@@ -77,7 +77,9 @@ func (e *Engine) appendMessageDelivery(ctx context.Context, ds []hub.Delivery, m
 		}}
 		d.AckUser, d.AckDevice = m.SenderID, m.SenderDeviceID
 	}
-	members, err := e.members.get(ctx, e.store, m.ConversationID)
+	// A list older than the membership the message was committed under
+	// (changed through another process) is reloaded.
+	members, err := e.members.get(ctx, e.store, m.ConversationID, m.MembersSeq)
 	if err != nil {
 		// The message is committed; devices that miss it now get it from
 		// their cursor on the next catch-up. The sender still learns that
@@ -100,7 +102,7 @@ func (e *Engine) appendMessageDelivery(ctx context.Context, ds []hub.Delivery, m
 // broadcast hands a frame to the devices of every member of a
 // conversation, except exceptUser when set.
 func (e *Engine) broadcast(ctx context.Context, conversationID, exceptUser string, f *parleyv1.ServerFrame) error {
-	members, err := e.members.get(ctx, e.store, conversationID)
+	members, err := e.members.get(ctx, e.store, conversationID, 0)
 	if err != nil {
 		return err
 	}
@@ -114,38 +116,46 @@ func (e *Engine) broadcast(ctx context.Context, conversationID, exceptUser strin
 	return nil
 }
 
-// Members returns the members of a conversation from the engine's cache.
-func (e *Engine) Members(ctx context.Context, conversationID string) ([]storage.Member, error) {
-	return e.members.get(ctx, e.store, conversationID)
-}
-
 // memberCache holds member lists of recently active conversations.
-// Membership changes invalidate an entry (they all pass through the
-// committer); entries are otherwise kept until the cache is full, when an
-// arbitrary half is dropped.
+// Membership changes committed here invalidate an entry (they all pass
+// through the committer); each entry also records the membership version
+// (storage.Message.MembersSeq) it is known to reflect, so a message
+// committed under a newer membership, changed by another process of a
+// cluster, reloads it. Entries are otherwise kept until the cache is full,
+// when an arbitrary half is dropped.
 type memberCache struct {
 	max     int
 	mu      sync.RWMutex
-	entries map[string][]storage.Member
+	entries map[string]memberEntry
 	// gen counts invalidations; a load that raced one is not cached, so a
 	// stale list cannot outlive the change that made it stale.
 	gen uint64
+}
+
+type memberEntry struct {
+	members []storage.Member
+	// version is the newest membership version the list is known to
+	// include; a list read after a message was committed includes every
+	// change made before that message.
+	version uint64
 }
 
 func newMemberCache(max int) *memberCache {
 	if max < 1 {
 		max = 1
 	}
-	return &memberCache{max: max, entries: make(map[string][]storage.Member)}
+	return &memberCache{max: max, entries: make(map[string]memberEntry)}
 }
 
-func (c *memberCache) get(ctx context.Context, store Store, conversationID string) ([]storage.Member, error) {
+// get returns a conversation's members as of at least membership version
+// atLeast (0: whatever is cached).
+func (c *memberCache) get(ctx context.Context, store Store, conversationID string, atLeast uint64) ([]storage.Member, error) {
 	c.mu.RLock()
-	ms, ok := c.entries[conversationID]
+	entry, ok := c.entries[conversationID]
 	gen := c.gen
 	c.mu.RUnlock()
-	if ok {
-		return ms, nil
+	if ok && entry.version >= atLeast {
+		return entry.members, nil
 	}
 	ms, err := store.ListMembers(ctx, conversationID)
 	if err != nil {
@@ -166,7 +176,7 @@ func (c *memberCache) get(ctx context.Context, store Store, conversationID strin
 			}
 		}
 	}
-	c.entries[conversationID] = ms
+	c.entries[conversationID] = memberEntry{members: ms, version: max(atLeast, entry.version)}
 	return ms, nil
 }
 
