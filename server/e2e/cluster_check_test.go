@@ -132,12 +132,13 @@ func TestClusterChecker(t *testing.T) {
 			name: "failed_but_committed_and_delivered",
 			damage: func(in *checkInput) {
 				in.Sends[1].Ack, in.Sends[1].Err = nil, connect.NewError(connect.CodeUnavailable, "store down")
+				in.Sends[1].Phase = "restart_postgres"
 			},
 			counts: func(t *testing.T, c checkCounts) {
 				require.Equal(t, 2, c.Acked)
 				require.Equal(t, 1, c.Failed)
 				require.Equal(t, 1, c.FailedCommitted)
-				require.Equal(t, map[string]int{"unavailable": 1}, c.FailedBy)
+				require.Equal(t, map[string]int{"unavailable during restart_postgres": 1}, c.FailedBy)
 			},
 		},
 	}

@@ -64,6 +64,7 @@ type sendRecord struct {
 	ClientMsgID string
 	Ack         *parleyv1.SendAck // nil unless acknowledged
 	Err         error             // nil unless reported failed
+	Phase       string            // the fault under way when the answer came, if any
 }
 
 // checkInput is everything the checker judges.
@@ -76,19 +77,19 @@ type checkInput struct {
 // checkCounts summarises a run.
 type checkCounts struct {
 	Sent            int
-	Acked           int // including duplicate SendAcks
-	AckedDuplicate  int // acknowledged with duplicate = true
-	Failed          int // reported failed to the sender
-	FailedBy        map[string]int
-	FailedCommitted int // reported failed, yet stored (allowed only if delivered everywhere)
-	Stored          int // messages in the store, system messages included
-	Expected        int // (device, message) deliveries owed
-	Delivered       int // MessageEvents received
-	WireRepeats     int // repeats dropped by the SDK's de-duplication
-	Lost            int // owed deliveries never received
-	Duplicated      int // MessageEvents for a seq the device had already received
-	OutOfOrder      int // MessageEvents below a seq the device had already received
-	Unexpected      int // MessageEvents the store does not justify
+	Acked           int            // including duplicate SendAcks
+	AckedDuplicate  int            // acknowledged with duplicate = true
+	Failed          int            // reported failed to the sender
+	FailedBy        map[string]int // by Connect code and phase, e.g. "unavailable during restart_postgres"
+	FailedCommitted int            // reported failed, yet stored (allowed only if delivered everywhere)
+	Stored          int            // messages in the store, system messages included
+	Expected        int            // (device, message) deliveries owed
+	Delivered       int            // MessageEvents received
+	WireRepeats     int            // repeats dropped by the SDK's de-duplication
+	Lost            int            // owed deliveries never received
+	Duplicated      int            // MessageEvents for a seq the device had already received
+	OutOfOrder      int            // MessageEvents below a seq the device had already received
+	Unexpected      int            // MessageEvents the store does not justify
 }
 
 // String is the summary line the test logs.
@@ -215,7 +216,11 @@ func (c *checker) checkSends(sends []sendRecord, devices []deviceLog) {
 			c.violate("send: %s %q to %s was both acknowledged and reported failed (%v)", s.Device, s.ClientMsgID, c.label(s.Conv), s.Err)
 		case s.Err != nil:
 			counts.Failed++
-			counts.FailedBy[connect.CodeOf(s.Err).String()]++
+			why := connect.CodeOf(s.Err).String()
+			if s.Phase != "" {
+				why += " during " + s.Phase
+			}
+			counts.FailedBy[why]++
 			if isStored {
 				counts.FailedCommitted++
 			}
