@@ -22,7 +22,7 @@ import (
 var prefixes atomic.Int64
 
 // openRedis connects to srv under a key prefix of the test's own.
-func openRedis(t *testing.T, srv *realsvc.Redis) *redis.Redis {
+func openRedis(t testing.TB, srv *realsvc.Redis) *redis.Redis {
 	t.Helper()
 	r, err := redis.New(t.Context(), redis.Config{
 		URL:          srv.URL(),
@@ -42,7 +42,7 @@ type node struct {
 	cluster *route.Cluster
 }
 
-func startNode(t *testing.T, r *redis.Redis, name string, sh, shards int) *node {
+func startNode(t testing.TB, r *redis.Redis, name string, sh, shards int) *node {
 	t.Helper()
 	h := hub.New(hub.DefaultConfig())
 	c := route.New(route.Config{Node: name, PublishTimeout: 200 * time.Millisecond, RecheckRetry: 10 * time.Millisecond},
@@ -59,7 +59,7 @@ func startNode(t *testing.T, r *redis.Redis, name string, sh, shards int) *node 
 }
 
 // connect registers a live device on n.
-func (n *node) connect(t *testing.T, user, device string) *hub.Conn {
+func (n *node) connect(t testing.TB, user, device string) *hub.Conn {
 	t.Helper()
 	c, _ := n.hub.Register(user, device)
 	require.True(t, c.Release(t.Context()))
