@@ -75,10 +75,25 @@ func (p *Presence) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		p.hub.Each(func(c *hub.Conn) {
-			if ctx.Err() == nil {
-				p.Connected(ctx, c.UserID(), c.DeviceID())
-			}
-		})
+		p.refresh(ctx)
+	}
+}
+
+// refresh renews the record of every device connected here, logging one
+// line per round however many fail (Redis down fails them all).
+func (p *Presence) refresh(ctx context.Context) {
+	failed := 0
+	var lastErr error
+	p.hub.Each(func(c *hub.Conn) {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := p.store.SetOnline(ctx, c.UserID(), c.DeviceID(), p.node, p.ttl); err != nil {
+			failed++
+			lastErr = err
+		}
+	})
+	if failed > 0 && ctx.Err() == nil {
+		p.log.Warn("presence: refresh failed", slog.Int("devices", failed), slog.Any("err", lastErr))
 	}
 }
