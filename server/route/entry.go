@@ -70,7 +70,16 @@ func encodeControl(origin string, recheck bool, closeDevice string) []byte {
 }
 
 func encodeEntry(origin string, recheck bool, ds []encodedDelivery) []byte {
-	var b []byte
+	// One allocation for the whole entry: an upper bound of its size
+	// (tags and length prefixes take at most 6 bytes each here).
+	size := len(origin) + 16
+	for _, ed := range ds {
+		size += len(ed.frame) + len(ed.ack) + len(ed.ackUser) + len(ed.ackDevice) + 40
+		for _, u := range ed.users {
+			size += len(u) + 6
+		}
+	}
+	b := make([]byte, 0, size)
 	b = protowire.AppendTag(b, entryOrigin, protowire.BytesType)
 	b = protowire.AppendString(b, origin)
 	if recheck {
