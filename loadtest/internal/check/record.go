@@ -38,7 +38,7 @@ func (d *Device) Received(conv string, seq uint64) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.delivered++
-	return d.add(conv, seq)
+	return d.add(conv, seq, true)
 }
 
 // Filled records a message the application fetched with GetHistory after
@@ -47,7 +47,7 @@ func (d *Device) Filled(conv string, seq uint64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.filled++
-	d.add(conv, seq)
+	d.add(conv, seq, false) // pages may come after the tail that followed the gap
 }
 
 // Redelivered counts a delivery that reached the device's stream again
@@ -77,7 +77,7 @@ func (d *Device) Delivered() int64 {
 	return d.delivered
 }
 
-func (d *Device) add(conv string, seq uint64) bool {
+func (d *Device) add(conv string, seq uint64, ordered bool) bool {
 	s := d.convs[conv]
 	if s == nil {
 		s = &seqSet{}
@@ -87,7 +87,7 @@ func (d *Device) add(conv string, seq uint64) bool {
 		d.duplicates++
 		return false
 	}
-	if seq < s.high {
+	if ordered && seq < s.high {
 		d.outOfOrder++
 	}
 	s.set(seq)
