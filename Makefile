@@ -56,8 +56,40 @@ test: tools checkgen ## Run every test with -race, after checking generated code
 	go test -race -timeout $(GO_TEST_TIMEOUT) $(GO_TEST_FLAGS) ./...
 	@# The TypeScript and browser tests join here with their issues.
 
+# make bench: the hot paths' Go benchmarks (frame encoding, routing, store
+# append, fan-out) and the standard load suite (loadtest/suite.txt) against
+# servers the load generator starts itself; then docs/benchmarks.md's
+# generated section is rewritten with the results.
+BENCH_DIR := $(TMP)/bench
+HOT_BENCH := MessageFrame|Entry|DeliverToUser|AppendMessages|PublishBatch|PersistAndRoute|^BenchmarkSend$$
+HOT_PKGS := ./server/wire ./server/route ./server/hub ./server/engine ./storage/embedded ./storage/postgres ./storage/redis
+HOT_CMD := go test -run '^$$' -bench '$(HOT_BENCH)' -benchmem $(HOT_PKGS)
+
 .PHONY: bench
-bench: ## Run Go benchmarks with -benchmem (BENCH=regexp BENCH_PKGS=./server/... BENCH_COUNT=n)
+bench: ## Run the hot-path benchmarks and the standard load suite; rewrite docs/benchmarks.md
+	@mkdir -p $(BENCH_DIR)
+	$(HOT_CMD) | tee $(BENCH_DIR)/micro.txt
+	$(MAKE) bench-load
+	go run ./loadtest/benchdoc -doc docs/benchmarks.md -micro $(BENCH_DIR)/micro.txt -micro-cmd "$(HOT_CMD)" \
+		-commit "$$(git rev-parse --short HEAD)" -date "$$(date -u +%F)" \
+		$$(grep -v '^#' loadtest/suite.txt | while read -r name _; do [ -z "$$name" ] || printf -- '-load $(BENCH_DIR)/%s.json ' "$$name"; done)
+
+.PHONY: bench-load
+bench-load: ## Run the standard load suite (loadtest/suite.txt), reports in .tmp/bench
+	@mkdir -p $(BENCH_DIR)
+	go build -o $(BENCH_DIR)/loadtest ./loadtest
+	@grep -v '^#' loadtest/suite.txt | while read -r name args; do \
+		[ -n "$$name" ] || continue; \
+		echo "== $$name: go run ./loadtest $$args"; \
+		echo "go run ./loadtest $$args" > $(BENCH_DIR)/$$name.cmd; \
+		rm -f $(BENCH_DIR)/$$name.json; \
+		$(BENCH_DIR)/loadtest $$args -json $(BENCH_DIR)/$$name.json < /dev/null \
+			|| echo "== $$name exited with status $$?: its row shows what it reported"; \
+		[ -f $(BENCH_DIR)/$$name.json ] || echo '{"scenario":"'"$$name"'","error":"no report written"}' > $(BENCH_DIR)/$$name.json; \
+	done
+
+.PHONY: bench-go
+bench-go: ## Run any Go benchmarks with -benchmem (BENCH=regexp BENCH_PKGS=./server/... BENCH_COUNT=n)
 	go test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCH_COUNT) $(BENCH_PKGS)
 
 .PHONY: tools

@@ -53,7 +53,9 @@ func (s section) render() string {
 // notes lists the report's fields the table has no column for.
 func notes(f map[string]any) string {
 	shown := map[string]bool{"scenario": true, "msgs_per_sec": true, "p50_ms": true, "p99_ms": true, "p999_ms": true,
-		"sent": true, "delivered": true, "lost": true, "duplicates": true, "server_rss_bytes": true}
+		"sent": true, "delivered": true, "lost": true, "duplicates": true, "server_rss_bytes": true,
+		// Bookkeeping rather than results.
+		"started_at": true, "samples": true, "procs": true, "expected": true}
 	var keys []string
 	for k, v := range f {
 		if shown[k] {
@@ -75,8 +77,8 @@ func notes(f map[string]any) string {
 				s = num(x, 2)
 			}
 		}
-		if s == "" {
-			continue
+		if s == "" || s == "0" || s == "false" {
+			continue // counters that stayed at zero say nothing
 		}
 		parts = append(parts, k+"="+strings.ReplaceAll(s, "|", "/"))
 	}
