@@ -30,6 +30,7 @@ type options struct {
 	mdPath      string
 	timeout     time.Duration
 	verbose     bool
+	cpuProfile  string
 }
 
 // defaults are the scenario-specific defaults, applied to flags the
@@ -98,10 +99,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.mdPath, "md", "", "write the Markdown summary to `file`")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up on the whole run after this long")
 	fs.BoolVar(&o.verbose, "v", false, "log the generator's lifecycle (info level)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the generator's CPU profile (this process) to `file`")
 
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "how long to send (conns: to hold the streams)")
 	fs.Float64Var(&c.Rate, "rate", 1000, "target msgs/s, all senders together (p2p -find-max: the first step)")
 	fs.IntVar(&c.Size, "size", 64, "message text `bytes`")
+	fs.DurationVar(&c.AckInterval, "ack-interval", 50*time.Millisecond, "how often a device acks what it received (also after every 64 messages; the SDK's default)")
 	fs.IntVar(&c.Conns, "conns", 1000, "conns: streams to hold")
 	fs.IntVar(&c.Concurrency, "concurrency", 64, "conns: streams opened at once")
 	fs.IntVar(&c.Pairs, "pairs", 100, "p2p: pairs of users")

@@ -51,6 +51,9 @@ type Config struct {
 	DialTimeout time.Duration
 	// CallTimeout bounds a unary call; 0 means 60 s.
 	CallTimeout time.Duration
+	// AckInterval is how often sessions flush coalesced acks (also after
+	// every 64 messages); 0 means the SDK's default, 50 ms.
+	AckInterval time.Duration
 	// Logger receives the clients' lifecycle logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -151,6 +154,9 @@ func New(name string, cfg Config) (Transport, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.AckInterval <= 0 {
+		cfg.AckInterval = 50 * time.Millisecond
 	}
 	switch name {
 	case Connect, "":

@@ -56,7 +56,7 @@ func (t *connectTransport) Device(server string, creds Credentials, own bool) (D
 	if own {
 		hc = t.httpClient()
 	}
-	d := &connectDevice{hc: hc, own: own, timeout: t.cfg.CallTimeout, wire: &wireFilter{high: map[string]uint64{}}}
+	d := &connectDevice{hc: hc, own: own, timeout: t.cfg.CallTimeout, ackInterval: t.cfg.AckInterval, wire: &wireFilter{high: map[string]uint64{}}}
 	c, err := parley.Resume(server, creds,
 		parley.WithHTTPClient(hc),
 		parley.WithInterceptors(d.wire.intercept),
@@ -76,12 +76,13 @@ func (t *connectTransport) Close() error {
 }
 
 type connectDevice struct {
-	client  *parley.Client
-	cluster parleyv1connect.ClusterServiceClient
-	hc      *http.Client
-	own     bool
-	timeout time.Duration
-	wire    *wireFilter
+	client      *parley.Client
+	cluster     parleyv1connect.ClusterServiceClient
+	hc          *http.Client
+	own         bool
+	timeout     time.Duration
+	ackInterval time.Duration
+	wire        *wireFilter
 }
 
 func (d *connectDevice) UserID() string           { return d.client.UserID() }
@@ -127,7 +128,9 @@ func (d *connectDevice) Locate(ctx context.Context) (int, int, string, error) {
 func (d *connectDevice) Connect(ctx context.Context, h Handler) (Session, error) {
 	d.wire.setRepeat(h.Repeat)
 	s := &connectSession{
-		s:    d.client.Connect(ctx, parley.WithQueueSize(256), parley.WithBackoff(100*time.Millisecond, 5*time.Second)),
+		s: d.client.Connect(ctx, parley.WithQueueSize(256),
+			parley.WithBackoff(100*time.Millisecond, 5*time.Second),
+			parley.WithAckInterval(d.ackInterval)),
 		done: make(chan struct{}),
 	}
 	go s.drain(h)

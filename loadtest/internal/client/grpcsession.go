@@ -20,7 +20,6 @@ import (
 )
 
 const (
-	grpcAckInterval      = 50 * time.Millisecond
 	grpcAckBatch         = 64
 	grpcHandshakeTimeout = 10 * time.Second
 	grpcCloseTimeout     = 2 * time.Second
@@ -315,7 +314,7 @@ func (s *grpcSession) flushAcks(st *grpcStream) error {
 
 // keepalive flushes acks and pings until ctx ends or a send fails.
 func (s *grpcSession) keepalive(ctx context.Context, st *grpcStream, heartbeat time.Duration) {
-	acks := time.NewTicker(grpcAckInterval)
+	acks := time.NewTicker(s.dev.cfg.AckInterval)
 	defer acks.Stop()
 	ping := time.NewTicker(heartbeat)
 	defer ping.Stop()

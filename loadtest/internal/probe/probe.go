@@ -34,6 +34,12 @@ type Sample struct {
 	RSSBytes   int64
 	Goroutines int64
 	OpenFiles  int64
+	// HeapInuseBytes and StackInuseBytes are the Go runtime's
+	// go_memstats_heap_inuse_bytes and go_memstats_stack_inuse_bytes
+	// (metrics only): live heap spans and goroutine stacks, the parts of
+	// RSS that do not depend on when the collector last ran.
+	HeapInuseBytes  int64
+	StackInuseBytes int64
 	// FileLimit is the smallest soft RLIMIT_NOFILE of the processes, -1
 	// when unknown.
 	FileLimit int64
@@ -46,7 +52,7 @@ func (t Target) Known() bool { return len(t.MetricsURLs) > 0 || len(t.PIDs) > 0 
 // PIDs are given (exact), else RSS from the metrics; goroutines only from
 // the metrics. It fails only when a source fails.
 func (t Target) Sample(ctx context.Context) (Sample, error) {
-	s := Sample{RSSBytes: -1, Goroutines: -1, OpenFiles: -1, FileLimit: -1}
+	s := Sample{RSSBytes: -1, Goroutines: -1, OpenFiles: -1, FileLimit: -1, HeapInuseBytes: -1, StackInuseBytes: -1}
 	var errs []error
 	var metricsRSS int64 = -1
 	for _, u := range t.MetricsURLs {
@@ -60,6 +66,12 @@ func (t Target) Sample(ctx context.Context) (Sample, error) {
 		}
 		if v, ok := m["go_goroutines"]; ok {
 			s.Goroutines = max(s.Goroutines, 0) + int64(v)
+		}
+		if v, ok := m["go_memstats_heap_inuse_bytes"]; ok {
+			s.HeapInuseBytes = max(s.HeapInuseBytes, 0) + int64(v)
+		}
+		if v, ok := m["go_memstats_stack_inuse_bytes"]; ok {
+			s.StackInuseBytes = max(s.StackInuseBytes, 0) + int64(v)
 		}
 	}
 	for _, pid := range t.PIDs {
@@ -99,7 +111,7 @@ func (t Target) scrape(ctx context.Context, url string) (map[string]float64, err
 	if res.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("probe: scrape %s: %s", url, res.Status)
 	}
-	return ParseMetrics(res.Body, "process_resident_memory_bytes", "go_goroutines")
+	return ParseMetrics(res.Body, "process_resident_memory_bytes", "go_goroutines", "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes")
 }
 
 // ParseMetrics reads the Prometheus text exposition format and returns the

@@ -22,7 +22,10 @@ func (r *Result) Markdown(w io.Writer) error {
 	if r.Conns > 0 || r.Scenario == "conns" {
 		row("streams held", "%s", group(r.Conns))
 		row("connect rate", "%s streams/s", group(int64(r.ConnectRate)))
-		row("server memory per stream", "%s", bytes(r.BytesPerConn))
+		row("server memory per stream (RSS)", "%s", bytes(r.BytesPerConn))
+		if r.HeapPerConn != 0 || r.StackPerConn != 0 {
+			row("of which live heap / goroutine stacks", "%s / %s", bytes(r.HeapPerConn), bytes(r.StackPerConn))
+		}
 		if r.GoroutinesPerConn != 0 {
 			row("server goroutines per stream", "%.2f", r.GoroutinesPerConn)
 		}
@@ -66,9 +69,10 @@ func (r *Result) Markdown(w io.Writer) error {
 		row("limit hit", "%s", r.LimitHit)
 	}
 	if len(r.ServerSamples) > 0 {
-		b.WriteString("\n| server sample | streams | RSS | goroutines | open files |\n|---|---|---|---|---|\n")
+		b.WriteString("\n| server sample | streams | RSS | heap in use | stacks | goroutines | open files |\n|---|---|---|---|---|---|---|\n")
 		for _, s := range r.ServerSamples {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", s.At, group(s.Streams), bytes(float64(s.RSSBytes)), orUnknown(s.Goroutines), orUnknown(s.OpenFiles))
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", s.At, group(s.Streams), bytes(float64(s.RSSBytes)),
+				orUnknownBytes(s.HeapInuseBytes), orUnknownBytes(s.StackInuseBytes), orUnknown(s.Goroutines), orUnknown(s.OpenFiles))
 		}
 	}
 	if len(r.Steps) > 0 {
@@ -119,6 +123,13 @@ func orUnknown(v int64) string {
 		return "?"
 	}
 	return group(v)
+}
+
+func orUnknownBytes(v int64) string {
+	if v <= 0 {
+		return "?"
+	}
+	return bytes(float64(v))
 }
 
 // group formats n with thousands separators: 12,345.

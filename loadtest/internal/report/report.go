@@ -56,11 +56,15 @@ type Result struct {
 	ServerRSSBytes   int64 `json:"server_rss_bytes"`
 	ServerGoroutines int64 `json:"server_goroutines,omitempty"`
 	// Conns scenario.
-	Conns             int64    `json:"conns,omitempty"`
-	ConnectRate       float64  `json:"connect_rate,omitempty"` // streams/s
-	BytesPerConn      float64  `json:"bytes_per_conn,omitempty"`
-	GoroutinesPerConn float64  `json:"goroutines_per_conn,omitempty"`
-	ServerSamples     []Sample `json:"server_samples,omitempty"`
+	Conns             int64   `json:"conns,omitempty"`
+	ConnectRate       float64 `json:"connect_rate,omitempty"` // streams/s
+	BytesPerConn      float64 `json:"bytes_per_conn,omitempty"`
+	GoroutinesPerConn float64 `json:"goroutines_per_conn,omitempty"`
+	// HeapPerConn and StackPerConn split BytesPerConn's live part: Go heap
+	// in use and goroutine stacks per stream (from the runtime metrics).
+	HeapPerConn   float64  `json:"heap_per_conn,omitempty"`
+	StackPerConn  float64  `json:"stack_per_conn,omitempty"`
+	ServerSamples []Sample `json:"server_samples,omitempty"`
 
 	// Steps are the rate steps of p2p -find-max, in order.
 	Steps []Step `json:"steps,omitempty"`
@@ -99,6 +103,10 @@ type Sample struct {
 	RSSBytes   int64  `json:"rss_bytes"`
 	Goroutines int64  `json:"goroutines,omitempty"`
 	OpenFiles  int64  `json:"open_files,omitempty"`
+	// HeapInuseBytes and StackInuseBytes come from the server's Go
+	// runtime metrics, when it has them.
+	HeapInuseBytes  int64 `json:"heap_inuse_bytes,omitempty"`
+	StackInuseBytes int64 `json:"stack_inuse_bytes,omitempty"`
 }
 
 // Step is one rate step of a -find-max run.

@@ -57,7 +57,7 @@ func TestMarkdown(t *testing.T) {
 	require.NoError(t, r.Markdown(&b))
 	out := b.String()
 	require.Contains(t, out, "| streams held | 15,000 |")
-	require.Contains(t, out, "| server memory per stream | 20.5 KiB |")
+	require.Contains(t, out, "| server memory per stream (RSS) | 20.5 KiB |")
 	require.Contains(t, out, "| limit hit | stopped at 15000 |")
 	require.Contains(t, out, "| **lost** | **0** |")
 }

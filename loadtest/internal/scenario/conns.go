@@ -74,6 +74,10 @@ func (r *run) conns(ctx context.Context) error {
 	if opened > 0 && before.RSSBytes > 0 && connected.RSSBytes > 0 {
 		r.res.BytesPerConn = float64(connected.RSSBytes-before.RSSBytes) / float64(opened)
 	}
+	if opened > 0 && before.HeapInuseBytes > 0 && connected.HeapInuseBytes > 0 {
+		r.res.HeapPerConn = float64(connected.HeapInuseBytes-before.HeapInuseBytes) / float64(opened)
+		r.res.StackPerConn = float64(connected.StackInuseBytes-before.StackInuseBytes) / float64(opened)
+	}
 	if opened > 0 && before.Goroutines > 0 && connected.Goroutines > 0 {
 		r.res.GoroutinesPerConn = float64(connected.Goroutines-before.Goroutines) / float64(opened)
 	}
@@ -88,7 +92,7 @@ func (r *run) conns(ctx context.Context) error {
 	if p.Dropped > 0 {
 		r.note("%d streams ended while held (the server closed them)", p.Dropped)
 	}
-	r.note("bytes per stream = (RSS with all streams open − RSS before) / streams; RSS is what the kernel maps to the process, so it includes the Go heap's spare capacity")
+	r.note("bytes per stream = (RSS with all streams open − RSS before) / streams. RSS includes garbage not yet collected and the heap's growth headroom (GOGC); heap in use and stacks are the runtime's own counts")
 	_, err = r.check(ctx)
 	return err
 }

@@ -52,6 +52,8 @@ type Config struct {
 	ServerLabel string
 	Transport   string
 	SourceAddrs []netip.Addr
+	// AckInterval is how often sessions flush acks (0: the SDK default).
+	AckInterval time.Duration
 	// Procs is the number of worker processes; ≤ 1 runs the one worker in
 	// this process.
 	Procs int
@@ -258,7 +260,7 @@ func (r *run) registerOne(ctx context.Context, username string) (worker.DeviceSp
 // start hands the plan to the workers. assign gives each device its
 // worker.
 func (r *run) start(ctx context.Context, convs []worker.ConvSpec, track int, assign func(i int) int) error {
-	plan := &worker.Plan{RunID: r.id, Transport: r.tr.Name(), Convs: convs, Track: track}
+	plan := &worker.Plan{RunID: r.id, Transport: r.tr.Name(), AckInterval: r.cfg.AckInterval, Convs: convs, Track: track}
 	for _, a := range r.cfg.SourceAddrs {
 		plan.SourceAddrs = append(plan.SourceAddrs, a.String())
 	}
@@ -459,6 +461,7 @@ func (r *run) sample(ctx context.Context, at string, streams int64) report.Sampl
 		r.cfg.Logger.Warn("reading server numbers", "err", err)
 	}
 	s.RSSBytes, s.Goroutines, s.OpenFiles = max(ps.RSSBytes, 0), max(ps.Goroutines, 0), max(ps.OpenFiles, 0)
+	s.HeapInuseBytes, s.StackInuseBytes = max(ps.HeapInuseBytes, 0), max(ps.StackInuseBytes, 0)
 	return s
 }
 

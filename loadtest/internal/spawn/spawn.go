@@ -118,7 +118,7 @@ func Start(ctx context.Context, cfg Config) (_ *Servers, err error) {
 		args := append(append([]string{"build"}, cfg.BuildFlags...), "-o", bin, parleydPackage)
 		cmd := exec.CommandContext(ctx, "go", args...)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("spawn: go %s: %w\n%s", strings.Join(args, " "), err, out)
+			return nil, fmt.Errorf("spawn: go %s: %w\n%s(run from inside the Parley module, or give a built parleyd)", strings.Join(args, " "), err, out)
 		}
 		logger.Info("built parleyd", "took", time.Since(start).Round(time.Millisecond))
 	}

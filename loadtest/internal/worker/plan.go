@@ -16,11 +16,12 @@ import (
 
 // Plan is the run as every worker sees it.
 type Plan struct {
-	RunID       string       `json:"run_id"`
-	Transport   string       `json:"transport"`
-	SourceAddrs []string     `json:"source_addrs,omitempty"`
-	Devices     []DeviceSpec `json:"devices"`
-	Convs       []ConvSpec   `json:"convs"`
+	RunID       string        `json:"run_id"`
+	Transport   string        `json:"transport"`
+	SourceAddrs []string      `json:"source_addrs,omitempty"`
+	AckInterval time.Duration `json:"ack_interval,omitempty"`
+	Devices     []DeviceSpec  `json:"devices"`
+	Convs       []ConvSpec    `json:"convs"`
 	// Track is the number of message indexes whose deliveries are tracked
 	// per message (for fan-out latency); 0 tracks none.
 	Track int `json:"track,omitempty"`

@@ -107,7 +107,7 @@ func (w *Worker) Init(_ context.Context, a InitArgs) error {
 		}
 		addrs = append(addrs, ip)
 	}
-	tr, err := client.New(a.Plan.Transport, client.Config{SourceAddrs: addrs, Logger: w.logger})
+	tr, err := client.New(a.Plan.Transport, client.Config{SourceAddrs: addrs, AckInterval: a.Plan.AckInterval, Logger: w.logger})
 	if err != nil {
 		return err
 	}
