@@ -14,6 +14,7 @@ import (
 	"github.com/parley-im/parley/clients/go/gen/parley/v1/parleyv1connect"
 	"github.com/parley-im/parley/server/auth"
 	"github.com/parley-im/parley/server/hub"
+	"github.com/parley-im/parley/server/metrics"
 	"github.com/parley-im/parley/server/wire"
 	"github.com/parley-im/parley/storage"
 )
@@ -65,7 +66,7 @@ func (c *chatService) Connect(ctx context.Context, stream parleyv1connect.ChatSe
 	})
 	c.s.sessions.Add(1)
 	defer c.s.sessions.Done()
-	return c.s.runSession(ctx, func(f *parleyv1.ServerFrame) error {
+	return c.s.runSession(ctx, metrics.ProcConnect, func(f *parleyv1.ServerFrame) error {
 		return stream.Send(&parleyv1.ConnectResponse{Frame: f})
 	}, frames)
 }
@@ -73,7 +74,7 @@ func (c *chatService) Connect(ctx context.Context, stream parleyv1connect.ChatSe
 func (c *chatService) Subscribe(ctx context.Context, _ *parleyv1.SubscribeRequest, stream parleyv1connect.ChatServiceSubscribeServerStream) error {
 	c.s.sessions.Add(1)
 	defer c.s.sessions.Done()
-	return c.s.runSession(ctx, func(f *parleyv1.ServerFrame) error {
+	return c.s.runSession(ctx, metrics.ProcSubscribe, func(f *parleyv1.ServerFrame) error {
 		return stream.Send(&parleyv1.SubscribeResponse{Frame: f})
 	}, nil)
 }
@@ -81,18 +82,18 @@ func (c *chatService) Subscribe(ctx context.Context, _ *parleyv1.SubscribeReques
 func (c *chatService) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequest) (*parleyv1.SendMessageResponse, error) {
 	id := mustIdentity(ctx)
 	if err := c.s.allowSend(id.DeviceID); err != nil {
-		return nil, err
+		return nil, c.s.sendFailed(err)
 	}
 	msg, err := c.s.newMessage(id, req.GetConversationId(), req.GetClientMsgId(), req.GetContent())
 	if err != nil {
-		return nil, err
+		return nil, c.s.sendFailed(err)
 	}
 	res, err := c.s.engine.Send(ctx, msg)
 	if err == nil {
 		err = res.Err
 	}
 	if err != nil {
-		return nil, toConnect(ctx, c.s.logger, "SendMessage", err)
+		return nil, c.s.sendFailed(toConnect(ctx, c.s.logger, "SendMessage", err))
 	}
 	return &parleyv1.SendMessageResponse{Message: wire.Message(res.Message), Duplicate: res.Duplicate}, nil
 }
@@ -218,6 +219,14 @@ func fitPage(page []*parleyv1.Message, dir storage.Direction) int {
 		}
 	}
 	return len(page)
+}
+
+// sendFailed counts a SendMessage call refused or failed with err, and
+// returns err.
+func (s *Server) sendFailed(err error) error {
+	code, _ := wireError(err)
+	s.streams.SendError(code)
+	return err
 }
 
 // newMessage checks a send's content and builds the message to commit.

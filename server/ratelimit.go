@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/server/internal/ratelimit"
+	"github.com/parley-im/parley/server/metrics"
 )
 
 // newSendLimiter is the per-device send limit of cfg; nil when disabled.
@@ -19,6 +20,7 @@ func newSendLimiter(cfg Config) *ratelimit.Keyed {
 // error (with a RetryInfo detail) that refuses it.
 func (s *Server) allowSend(deviceID string) error {
 	if ok, wait := s.sends.Allow(deviceID, s.now()); !ok {
+		s.limits.Rejected(metrics.LimitSend)
 		return ratelimit.Error(fmt.Sprintf("send rate limit exceeded: %d messages per second per device (bursts of %d), retry later",
 			s.cfg.SendRate, s.cfg.SendBurst), wait)
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,7 @@ import (
 	"github.com/parley-im/parley/server/engine"
 	"github.com/parley-im/parley/server/hub"
 	"github.com/parley-im/parley/server/internal/ratelimit"
+	"github.com/parley-im/parley/server/metrics"
 	"github.com/parley-im/parley/server/shard"
 	"github.com/parley-im/parley/storage"
 )
@@ -135,6 +137,13 @@ type Deps struct {
 	// Presence says who is online; nil means the devices connected to Hub
 	// (a single node).
 	Presence Presence
+	// Metrics records the streams and sends (Stream) and the send rate
+	// limit's refusals (RateLimit); nil records nothing.
+	Metrics *metrics.Metrics
+	// Interceptors wrap every procedure, outermost first, outside the
+	// server's own (panic recovery, authentication, validation): tracing
+	// and RPC metrics, which must see every call, refused ones included.
+	Interceptors []connect.ServerInterceptor
 }
 
 // Presence tracks which users have a device online. On one node the hub
@@ -179,6 +188,9 @@ type Server struct {
 	presence  Presence
 	// sends is the per-device send limit; nil when disabled.
 	sends *ratelimit.Keyed
+	// streams and limits record into metrics; nil records nothing.
+	streams *metrics.Stream
+	limits  *metrics.RateLimit
 
 	// sessions counts the goroutines of live streams, including readers
 	// blocked on the network that end only when their handler returns.
@@ -209,6 +221,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 		s.now = time.Now
 	}
 	s.sends = newSendLimiter(cfg)
+	if d.Metrics != nil {
+		s.streams, s.limits = d.Metrics.Stream, d.Metrics.RateLimit
+	}
 	s.router, s.presence = d.Router, d.Presence
 	if s.router == nil {
 		s.router = d.Hub
@@ -223,7 +238,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err := s.layout.Validate(); err != nil {
 		return nil, fmt.Errorf("server: shard layout: %w", err)
 	}
-	cs := connect.NewServer(
+	interceptors := append(slices.Clip(d.Interceptors),
 		recoverInterceptor(d.Logger),
 		d.Authenticate,
 		// Stream frames are validated one by one in the session, so a bad
@@ -231,6 +246,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		// stream.
 		skipProcedures(validate.NewServerInterceptor(validate.WithValidator(v)), parleyv1connect.ChatServiceConnectProcedure),
 	)
+	cs := connect.NewServer(interceptors...)
 	parleyv1connect.RegisterAuthServiceHandler(cs, d.Auth)
 	parleyv1connect.RegisterConversationServiceHandler(cs, &conversationService{s: s})
 	parleyv1connect.RegisterChatServiceHandler(cs, &chatService{s: s})

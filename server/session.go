@@ -16,6 +16,7 @@ import (
 	"github.com/parley-im/parley/server/auth"
 	"github.com/parley-im/parley/server/engine"
 	"github.com/parley-im/parley/server/hub"
+	"github.com/parley-im/parley/server/metrics"
 	"github.com/parley-im/parley/server/wire"
 )
 
@@ -48,11 +49,11 @@ type pendingSend struct {
 	wait        func() (engine.SendResult, error)
 }
 
-// runSession serves a device stream until the client leaves, the
-// connection is closed by the hub (slow consumer, replaced, revoked,
-// shutdown) or the heartbeat times out. frames delivers decoded client
-// frames (nil for Subscribe, which has none).
-func (s *Server) runSession(ctx context.Context, send func(*parleyv1.ServerFrame) error, frames <-chan frameOrErr) error {
+// runSession serves a device stream of procedure proc until the client
+// leaves, the connection is closed by the hub (slow consumer, replaced,
+// revoked, shutdown) or the heartbeat times out. frames delivers decoded
+// client frames (nil for Subscribe, which has none).
+func (s *Server) runSession(ctx context.Context, proc metrics.Procedure, send func(*parleyv1.ServerFrame) error, frames <-chan frameOrErr) error {
 	id, ok := auth.IdentityFrom(ctx)
 	if !ok {
 		return connect.NewError(connect.CodeUnauthenticated, "missing access token")
@@ -88,6 +89,11 @@ func (s *Server) runSession(ctx context.Context, send func(*parleyv1.ServerFrame
 		conn.Close(hub.ErrShutdown)
 	}
 	ss := &session{s: s, id: id, conn: conn, send: send, inflight: make(chan pendingSend, s.cfg.MaxInflightSends)}
+	var protocol string
+	if info, ok := connect.CallInfoForServerContext(ctx); ok {
+		protocol = info.Protocol
+	}
+	s.streams.Opened(proc, protocol)
 	var wg, acks sync.WaitGroup
 	wg.Go(ss.writeLoop)
 	wg.Go(func() { ss.sync(ctx, first) })
@@ -110,6 +116,9 @@ func (s *Server) runSession(ctx context.Context, send func(*parleyv1.ServerFrame
 	acks.Wait()
 	wg.Wait()
 	ss.finish(ctx)
+	// The first Close counts: a slow consumer, say, ends the read loop
+	// with its own reason.
+	s.streams.Closed(proc, protocol, disconnectReason(conn.Err()))
 
 	if errors.Is(reason, errClientGone) {
 		return nil
@@ -189,7 +198,9 @@ func (ss *session) writeLoop() {
 	reason := ss.conn.Err()
 	for _, r := range []error{hub.ErrSlowConsumer, hub.ErrReplaced, hub.ErrShutdown, hub.ErrHeartbeatTimeout} {
 		if errors.Is(reason, r) {
-			_ = ss.send(&parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_Resync{Resync: &parleyv1.Resync{Reason: r.Error()}}})
+			if ss.send(&parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_Resync{Resync: &parleyv1.Resync{Reason: r.Error()}}}) == nil {
+				ss.s.streams.Resync(disconnectReason(r))
+			}
 			return
 		}
 	}
@@ -251,9 +262,9 @@ func (ss *session) ackLoop() {
 		res, err := p.wait()
 		var f *parleyv1.ServerFrame
 		if err != nil {
-			f = errorFrame(p.clientMsgID, toConnect(context.Background(), ss.s.logger, "send", err))
+			f = ss.s.sendErrorFrame(p.clientMsgID, toConnect(context.Background(), ss.s.logger, "send", err))
 		} else if res.Err != nil {
-			f = errorFrame(p.clientMsgID, toConnect(context.Background(), ss.s.logger, "send", res.Err))
+			f = ss.s.sendErrorFrame(p.clientMsgID, toConnect(context.Background(), ss.s.logger, "send", res.Err))
 		} else if res.Duplicate {
 			f = &parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_SendAck{SendAck: &parleyv1.SendAck{
 				ClientMsgId: p.clientMsgID,
@@ -293,18 +304,22 @@ func (ss *session) finish(ctx context.Context) {
 // with an Error frame; only failures of the stream itself end it.
 func (ss *session) handleFrame(ctx context.Context, f *parleyv1.ClientFrame) error {
 	if err := ss.s.validator.Validate(f); err != nil {
-		ss.conn.Deliver(errorFrame(f.GetSend().GetClientMsgId(), invalidArgument(err)))
+		if send := f.GetSend(); send != nil {
+			ss.conn.Deliver(ss.s.sendErrorFrame(send.GetClientMsgId(), invalidArgument(err)))
+		} else {
+			ss.conn.Deliver(errorFrame("", invalidArgument(err)))
+		}
 		return nil
 	}
 	switch k := f.GetKind().(type) {
 	case *parleyv1.ClientFrame_Send:
 		if err := ss.s.allowSend(ss.id.DeviceID); err != nil {
-			ss.conn.Deliver(errorFrame(k.Send.GetClientMsgId(), err))
+			ss.conn.Deliver(ss.s.sendErrorFrame(k.Send.GetClientMsgId(), err))
 			return nil
 		}
 		msg, err := ss.s.newMessage(ss.id, k.Send.GetConversationId(), k.Send.GetClientMsgId(), k.Send.GetContent())
 		if err != nil {
-			ss.conn.Deliver(errorFrame(k.Send.GetClientMsgId(), err))
+			ss.conn.Deliver(ss.s.sendErrorFrame(k.Send.GetClientMsgId(), err))
 			return nil
 		}
 		wait, err := ss.s.engine.Submit(ctx, msg)
@@ -341,16 +356,52 @@ type frameOrErr struct {
 }
 
 func errorFrame(clientMsgID string, err error) *parleyv1.ServerFrame {
-	code, msg := connect.CodeInternal, "internal error"
-	var ce *connect.Error
-	if errors.As(err, &ce) {
-		code, msg = ce.Code(), ce.Message()
-	} else if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		code, msg = connect.CodeCanceled, "canceled"
-	}
+	code, msg := wireError(err)
 	return &parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_Error{Error: &parleyv1.Error{
 		ClientMsgId: clientMsgID, Code: code.String(), Message: msg,
 	}}}
+}
+
+// sendErrorFrame is errorFrame for a refused or failed send, which it
+// counts.
+func (s *Server) sendErrorFrame(clientMsgID string, err error) *parleyv1.ServerFrame {
+	code, _ := wireError(err)
+	s.streams.SendError(code)
+	return errorFrame(clientMsgID, err)
+}
+
+// wireError is the code and message an Error frame carries for err.
+func wireError(err error) (connect.Code, string) {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return ce.Code(), ce.Message()
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return connect.CodeCanceled, "canceled"
+	}
+	return connect.CodeInternal, "internal error"
+}
+
+// disconnectReason classifies why a stream's connection closed.
+func disconnectReason(err error) metrics.Reason {
+	var ce *connect.Error
+	switch {
+	case errors.Is(err, hub.ErrSlowConsumer):
+		return metrics.ReasonSlowConsumer
+	case errors.Is(err, hub.ErrReplaced):
+		return metrics.ReasonReplaced
+	case errors.Is(err, hub.ErrShutdown):
+		return metrics.ReasonShutdown
+	case errors.Is(err, hub.ErrRevoked):
+		return metrics.ReasonRevoked
+	case errors.Is(err, hub.ErrHeartbeatTimeout):
+		return metrics.ReasonHeartbeatTimeout
+	case errors.Is(err, errClientGone), errors.Is(err, context.Canceled),
+		errors.As(err, &ce) && ce.Code() == connect.CodeCanceled:
+		return metrics.ReasonClientClosed
+	default:
+		return metrics.ReasonError
+	}
 }
 
 func presenceFrame(userID string, online bool, lastSeen time.Time) *parleyv1.ServerFrame {

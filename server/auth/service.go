@@ -31,6 +31,7 @@ import (
 	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
 	"github.com/parley-im/parley/clients/go/gen/parley/v1/parleyv1connect"
 	"github.com/parley-im/parley/server/internal/ratelimit"
+	"github.com/parley-im/parley/server/metrics"
 	"github.com/parley-im/parley/storage"
 )
 
@@ -89,6 +90,8 @@ type Service struct {
 	// when disabled.
 	loginFailures *ratelimit.Keyed
 	attempts      *ratelimit.Keyed
+	// limits counts the limiters' refusals; nil counts nothing.
+	limits *metrics.RateLimit
 }
 
 // New returns a Service. It validates cfg, then loads the signing key from
@@ -169,6 +172,10 @@ func (s *Service) Verifier() *Verifier {
 	return s.verifier
 }
 
+// SetMetrics makes the Service count its rate limiters' refusals in m
+// (nil: not counted). Call it before serving.
+func (s *Service) SetMetrics(m *metrics.RateLimit) { s.limits = m }
+
 // SetOnRevoke sets the hook called with a device id after that device's
 // session was revoked through this Service (Logout, or a reused refresh
 // token); nil removes it. The server uses it to close the device's live
@@ -244,6 +251,7 @@ func (s *Service) Login(ctx context.Context, req *parleyv1.LoginRequest) (*parle
 	// Checked before the store is asked, so a limited username answers
 	// the same whether or not it exists.
 	if ok, wait := s.loginFailures.Check(username, s.now()); !ok {
+		s.limits.Rejected(metrics.LimitLogin)
 		return nil, ratelimit.Error(msgTooManyAttempts, wait)
 	}
 	u, err := s.store.GetUserByUsername(ctx, username)
@@ -367,6 +375,7 @@ func (s *Service) allowAttempt(ctx context.Context) error {
 		host = h
 	}
 	if ok, wait := s.attempts.Allow(host, s.now()); !ok {
+		s.limits.Rejected(metrics.LimitAddress)
 		return ratelimit.Error(msgTooManyAttempts, wait)
 	}
 	return nil

@@ -73,6 +73,7 @@ func (b *ackBuffer) putBack(cs []storage.Cursor) {
 // The cursor is written within AckFlushInterval, or sooner when the device
 // reconnects or the engine closes.
 func (e *Engine) Ack(deviceID, conversationID string, seq uint64) {
+	e.m.Acked()
 	e.acks.add(deviceID, conversationID, seq)
 }
 

@@ -24,6 +24,7 @@ const catchupPage = 200
 // device gets a Gap frame for the older part, which it pages through
 // history if it wants. Returns nil when the connection closed first.
 func (e *Engine) CatchUp(ctx context.Context, c *hub.Conn) error {
+	e.m.CatchUp()
 	// Acks still buffered from the device's previous stream would make the
 	// backlog longer than it is.
 	if err := e.FlushAcks(ctx, c.DeviceID()); err != nil {
@@ -56,6 +57,7 @@ func (e *Engine) CatchUp(ctx context.Context, c *hub.Conn) error {
 // up when it reconnects).
 func (e *Engine) Repair(ctx context.Context, c *hub.Conn) error {
 	gap, ok, recheck := c.TakeRepair()
+	e.m.Repair(ok, recheck)
 	if recheck {
 		if err := e.recheck(ctx, c); err != nil {
 			return err
@@ -158,6 +160,7 @@ func (e *Engine) fill(ctx context.Context, c *hub.Conn, conversationID string, a
 		if !c.Push(ctx, gap) {
 			return false
 		}
+		e.m.Gap()
 		after = gapTo
 	}
 	for after < upTo {

@@ -168,6 +168,7 @@ func (e *Engine) commitBatch(ctx context.Context, batch []*op) {
 		err = fmt.Errorf("engine: store returned %d results for %d messages", len(results), len(batch))
 	}
 	if err != nil {
+		e.m.Committed(len(batch), 0, 0, true)
 		for _, o := range batch {
 			o.reply <- sendReply{err: fmt.Errorf("engine: commit batch: %w", err)}
 		}
@@ -187,6 +188,7 @@ func (e *Engine) commitBatch(ctx context.Context, batch []*op) {
 		}
 		item.replies[i] = pendingReply{to: batch[i].reply, reply: sendReply{res: r}}
 	}
+	e.m.Committed(len(batch), len(item.messages), len(item.redeliver), false)
 	e.fanout <- item
 }
 

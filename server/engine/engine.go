@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/server/hub"
+	"github.com/parley-im/parley/server/metrics"
 	"github.com/parley-im/parley/storage"
 )
 
@@ -80,6 +81,7 @@ type Engine struct {
 	logger  *slog.Logger
 	members *memberCache
 	acks    *ackBuffer
+	m       *metrics.Engine
 
 	submit chan *op
 	fanout chan fanoutItem
@@ -116,6 +118,10 @@ func New(cfg Config, store Store, router Router, logger *slog.Logger) *Engine {
 		committed: make(chan struct{}),
 	}
 }
+
+// SetMetrics makes the engine record into m (nil: no metrics). Call it
+// before Start.
+func (e *Engine) SetMetrics(m *metrics.Engine) { e.m = m }
 
 // Start launches the committer, the fan-out and the ack flusher. They run
 // until Close.

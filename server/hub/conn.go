@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
+	"github.com/parley-im/parley/server/metrics"
 )
 
 // Reasons a connection ends. They travel to the client in a Resync frame and
@@ -48,6 +49,8 @@ type Conn struct {
 	deviceID string
 	queue    *queue
 	done     chan struct{}
+	// m is the hub's metrics (nil: none).
+	m *metrics.Hub
 
 	closeOnce sync.Once
 	err       atomic.Pointer[error]
@@ -200,12 +203,14 @@ func (c *Conn) Deliver(f *parleyv1.ServerFrame) bool {
 	}
 	// Enqueued under c.mu, so concurrent deliverers (the local fan-out and
 	// the cluster consumer) cannot swap two frames after judging them.
-	ok := c.queue.tryPush(f)
+	depth := c.queue.tryPush(f)
 	c.mu.Unlock()
-	if !ok {
+	if depth == 0 {
 		c.Close(ErrSlowConsumer)
+		return false
 	}
-	return ok
+	c.m.Enqueued(depth, f.GetMessage() != nil, true)
+	return true
 }
 
 // holdLocked appends f to pending and unlocks c.mu.
@@ -225,10 +230,21 @@ func (c *Conn) holdLocked(f *parleyv1.ServerFrame) bool {
 // the repairer while the connection is holding. Returns false when the
 // connection closed or ctx ended.
 func (c *Conn) Push(ctx context.Context, f *parleyv1.ServerFrame) bool {
-	if m := f.GetMessage(); m != nil {
+	return c.push(ctx, f, false)
+}
+
+// push is Push; live says f is a live frame held back, not one read from
+// the store.
+func (c *Conn) push(ctx context.Context, f *parleyv1.ServerFrame, live bool) bool {
+	m := f.GetMessage()
+	if m != nil {
 		c.SetLast(m.GetConversationId(), m.GetSeq())
 	}
-	for !c.queue.tryPush(f) {
+	for {
+		if depth := c.queue.tryPush(f); depth > 0 {
+			c.m.Enqueued(depth, m != nil, live)
+			return true
+		}
 		select {
 		case <-c.queue.space:
 		case <-c.done:
@@ -237,7 +253,6 @@ func (c *Conn) Push(ctx context.Context, f *parleyv1.ServerFrame) bool {
 			return false
 		}
 	}
-	return true
 }
 
 // SetLast records that the device has a conversation up to seq (it only
@@ -329,7 +344,7 @@ func (c *Conn) Release(ctx context.Context) bool {
 		c.mu.Unlock()
 		// Deliver keeps appending to pending meanwhile (the connection is
 		// still holding), so order is kept while this waits for room.
-		if v == admit && !c.Push(ctx, f) {
+		if v == admit && !c.push(ctx, f, true) {
 			return false
 		}
 	}

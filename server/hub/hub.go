@@ -12,8 +12,10 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
+	"github.com/parley-im/parley/server/metrics"
 )
 
 const numShards = 64
@@ -39,6 +41,7 @@ type Hub struct {
 	seed   maphash.Seed
 	nextID atomic.Uint64
 	count  atomic.Int64
+	m      *metrics.Hub
 	shards [numShards]shard
 }
 
@@ -56,6 +59,10 @@ func New(cfg Config) *Hub {
 	return h
 }
 
+// SetMetrics makes the hub and its connections record into m (nil: no
+// metrics). Call it before the first Register.
+func (h *Hub) SetMetrics(m *metrics.Hub) { h.m = m }
+
 func (h *Hub) shard(userID string) *shard {
 	return &h.shards[maphash.String(h.seed, userID)%numShards]
 }
@@ -70,6 +77,7 @@ func (h *Hub) Register(userID, deviceID string) (c *Conn, firstOfUser bool) {
 		deviceID:   deviceID,
 		queue:      newQueue(h.cfg.QueueLen),
 		done:       make(chan struct{}),
+		m:          h.m,
 		repairs:    make(chan struct{}, 1),
 		holding:    true,
 		maxPending: h.cfg.MaxPending,
@@ -90,6 +98,7 @@ func (h *Hub) Register(userID, deviceID string) (c *Conn, firstOfUser bool) {
 		old.Close(ErrReplaced)
 	} else {
 		h.count.Add(1)
+		h.m.DeviceAdded()
 	}
 	return c, firstOfUser
 }
@@ -106,6 +115,7 @@ func (h *Hub) Unregister(c *Conn) (lastOfUser bool) {
 	}
 	delete(devices, c.deviceID)
 	h.count.Add(-1)
+	h.m.DeviceRemoved()
 	if len(devices) == 0 {
 		delete(s.users, c.userID)
 		return true
@@ -231,12 +241,18 @@ func (h *Hub) Deliver(d Delivery) {
 	if d.Ack != nil {
 		h.DeliverToDevice(d.AckUser, d.AckDevice, d.Ack)
 	}
+	n := 0
 	for _, u := range d.Users {
 		except := ""
 		if d.Ack != nil && u == d.AckUser {
 			except = d.AckDevice
 		}
-		h.DeliverToUser(u, except, d.Frame)
+		n += h.DeliverToUser(u, except, d.Frame)
+	}
+	if n > 0 && h.m != nil {
+		if created := d.Frame.GetMessage().GetCreatedAt(); created != nil {
+			h.m.Handed(created.AsTime(), time.Now())
+		}
 	}
 }
 

@@ -30,17 +30,20 @@ func newQueue(max int) *queue {
 	return &queue{max: max, ready: make(chan struct{}, 1), space: make(chan struct{}, 1)}
 }
 
-// tryPush appends f unless the queue holds max frames.
-func (q *queue) tryPush(f *parleyv1.ServerFrame) bool {
+// tryPush appends f unless the queue holds max frames, and returns how
+// many frames the queue holds then; 0 means it was full and f was not
+// appended.
+func (q *queue) tryPush(f *parleyv1.ServerFrame) (depth int) {
 	q.mu.Lock()
-	if len(q.items)-q.head >= q.max {
+	depth = len(q.items) - q.head
+	if depth >= q.max {
 		q.mu.Unlock()
-		return false
+		return 0
 	}
 	q.items = append(q.items, f)
 	q.mu.Unlock()
 	signal(q.ready)
-	return true
+	return depth + 1
 }
 
 // pop removes the oldest frame; ok is false when the queue is empty.

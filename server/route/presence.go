@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/server/hub"
+	"github.com/parley-im/parley/server/metrics"
 )
 
 // PresenceStore is what Presence needs from the presence backend
@@ -29,6 +30,7 @@ type Presence struct {
 	node  string
 	ttl   time.Duration
 	log   *slog.Logger
+	m     *metrics.Route
 }
 
 // NewPresence returns the presence of node's devices; ttl must be
@@ -37,9 +39,14 @@ func NewPresence(store PresenceStore, h *hub.Hub, node string, ttl time.Duration
 	return &Presence{store: store, hub: h, node: node, ttl: ttl, log: logger.With(slog.String("node", node))}
 }
 
+// SetMetrics makes Presence count its failures in m (nil: not counted).
+// Call it before Run.
+func (p *Presence) SetMetrics(m *metrics.Route) { p.m = m }
+
 // Connected records a device as online on this process.
 func (p *Presence) Connected(ctx context.Context, userID, deviceID string) {
 	if err := p.store.SetOnline(ctx, userID, deviceID, p.node, p.ttl); err != nil {
+		p.m.PresenceFailed(metrics.PresenceSetOnline)
 		p.log.Warn("presence: set online", slog.String("user_id", userID), slog.Any("err", err))
 	}
 }
@@ -49,6 +56,7 @@ func (p *Presence) Connected(ctx context.Context, userID, deviceID string) {
 // device.
 func (p *Presence) Disconnected(ctx context.Context, userID, deviceID string) (stillOnline bool) {
 	if err := p.store.SetOffline(ctx, userID, deviceID, p.node); err != nil {
+		p.m.PresenceFailed(metrics.PresenceSetOffline)
 		p.log.Warn("presence: set offline", slog.String("user_id", userID), slog.Any("err", err))
 	}
 	return p.Online(ctx, []string{userID})[userID]
@@ -58,6 +66,7 @@ func (p *Presence) Disconnected(ctx context.Context, userID, deviceID string) (s
 func (p *Presence) Online(ctx context.Context, userIDs []string) map[string]bool {
 	online, err := p.store.Online(ctx, userIDs)
 	if err != nil {
+		p.m.PresenceFailed(metrics.PresenceOnline)
 		p.log.Warn("presence: online", slog.Int("users", len(userIDs)), slog.Any("err", err))
 		return map[string]bool{}
 	}
@@ -93,6 +102,7 @@ func (p *Presence) refresh(ctx context.Context) {
 			lastErr = err
 		}
 	})
+	p.m.RefreshFailed(failed)
 	if failed > 0 && ctx.Err() == nil {
 		p.log.Warn("presence: refresh failed", slog.Int("devices", failed), slog.Any("err", lastErr))
 	}

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-im/parley/server/hub"
+	"github.com/parley-im/parley/server/metrics"
 	"github.com/parley-im/parley/server/shard"
 	"github.com/parley-im/parley/storage"
 )
@@ -62,6 +63,7 @@ type Cluster struct {
 	broker Broker
 	layout shard.Layout
 	log    *slog.Logger
+	m      *metrics.Route
 
 	// owed is set when a publish failed: the other processes may have
 	// missed deliveries and must recheck.
@@ -83,6 +85,10 @@ func New(cfg Config, h *hub.Hub, broker Broker, layout shard.Layout, logger *slo
 	}
 	return &Cluster{cfg: cfg, hub: h, broker: broker, layout: layout, log: logger.With(slog.String("node", cfg.Node))}
 }
+
+// SetMetrics makes the Cluster record its publishes and consumed entries
+// in m (nil: no metrics). Call it before Join.
+func (c *Cluster) SetMetrics(m *metrics.Route) { c.m = m }
 
 // Join makes this process a reader of its shard's stream, so every entry
 // published from now on reaches it. Call it before accepting devices: a
@@ -115,11 +121,9 @@ func (c *Cluster) Route(ctx context.Context, ds []hub.Delivery) {
 		// Paid by the recheck entry payDebts publishes when the broker
 		// is back.
 		c.owed.Store(true)
+		c.m.Skipped()
 	} else if entries := c.entries(ds); len(entries) > 0 {
-		pctx, cancel := context.WithTimeout(ctx, c.cfg.PublishTimeout)
-		err := c.broker.PublishBatch(pctx, entries)
-		cancel()
-		c.published(err)
+		c.published(c.publish(ctx, entries))
 	}
 	c.hub.Route(ctx, ds)
 }
@@ -168,6 +172,16 @@ func (c *Cluster) entries(ds []hub.Delivery) []storage.Entry {
 	return entries
 }
 
+// publish publishes entries within PublishTimeout and records how it went.
+func (c *Cluster) publish(ctx context.Context, entries []storage.Entry) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.PublishTimeout)
+	defer cancel()
+	start := time.Now()
+	err := c.broker.PublishBatch(ctx, entries)
+	c.m.Published(len(entries), time.Since(start), err != nil)
+	return err
+}
+
 // published records the outcome of a publish.
 func (c *Cluster) published(err error) {
 	if err == nil {
@@ -208,9 +222,7 @@ func (c *Cluster) publishEverywhere(ctx context.Context, payload []byte) error {
 	for s := range entries {
 		entries[s] = storage.Entry{Shard: s, Payload: payload}
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.PublishTimeout)
-	defer cancel()
-	return c.broker.PublishBatch(ctx, entries)
+	return c.publish(ctx, entries)
 }
 
 // CloseDevice ends a revoked device's stream on whichever process holds
@@ -229,19 +241,28 @@ func (c *Cluster) handle(_ context.Context, payload []byte) {
 	if payload == nil {
 		// The broker may have lost entries (it restarted without them):
 		// every device here compares itself with the store.
+		c.m.Consumed(metrics.EntryLost)
 		c.hub.Each((*hub.Conn).Recheck)
 		return
 	}
 	e, err := decodeEntry(payload)
 	if err != nil {
+		c.m.Consumed(metrics.EntryInvalid)
 		c.log.Error("route: drop undecodable entry", slog.Any("err", err))
 		return
 	}
 	if e.origin == c.cfg.Node {
+		c.m.Consumed(metrics.EntryOwn)
 		return // delivered here when it was published
 	}
-	if e.recheck {
+	switch {
+	case e.recheck:
+		c.m.Consumed(metrics.EntryRecheck)
 		c.hub.Each((*hub.Conn).Recheck)
+	case e.closeDevice != "":
+		c.m.Consumed(metrics.EntryCloseDevice)
+	default:
+		c.m.Consumed(metrics.EntryDeliveries)
 	}
 	if e.closeDevice != "" {
 		c.hub.CloseDeviceAnyUser(e.closeDevice, hub.ErrRevoked)
