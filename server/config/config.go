@@ -35,8 +35,21 @@ type Config struct {
 	Listen string `yaml:"listen" env:"LISTEN"`
 	// DataDir holds the embedded store and the token signing key.
 	DataDir string `yaml:"data_dir" env:"DATA_DIR"`
+	// AdminListen is the address of the operator endpoints: Prometheus
+	// /metrics, /debug/pprof, /healthz (liveness) and /readyz
+	// (readiness). Never the API's address: keep it on loopback or a
+	// private network. Empty disables them. Several processes on one
+	// machine need an address each.
+	AdminListen string `yaml:"admin_listen" env:"ADMIN_LISTEN"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level" env:"LOG_LEVEL"`
+	// LogFormat is text (logfmt-like key=value lines) or json (one
+	// object per line, for log collectors).
+	LogFormat string `yaml:"log_format" env:"LOG_FORMAT"`
+	// OTLPEndpoint is the OpenTelemetry collector that receives a trace
+	// span per call, over OTLP/gRPC: host:port (cleartext) or an
+	// http:// or https:// URL. Empty disables tracing.
+	OTLPEndpoint string `yaml:"otlp_endpoint" env:"OTLP_ENDPOINT"`
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"SHUTDOWN_TIMEOUT"`
 	// Store selects the system of record: empty for the embedded SQLite
@@ -73,7 +86,9 @@ func Default() Config {
 	return Config{
 		Listen:          "127.0.0.1:8080",
 		DataDir:         "data",
+		AdminListen:     "127.0.0.1:9090",
 		LogLevel:        "info",
+		LogFormat:       "text",
 		ShutdownTimeout: 15 * time.Second,
 		Chat:            server.DefaultConfig(),
 		Engine:          engine.DefaultConfig(),
@@ -97,6 +112,11 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log_format %q: want text or json", c.LogFormat))
 	}
 	if err := c.Chat.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("chat: %w", err))
@@ -161,6 +181,9 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "listen `address` (env PARLEY_LISTEN)")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "data `directory` (env PARLEY_DATA_DIR)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (env PARLEY_LOG_LEVEL)")
+	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json (env PARLEY_LOG_FORMAT)")
+	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "`address` of /metrics, /debug/pprof, /healthz and /readyz; empty disables them (env PARLEY_ADMIN_LISTEN)")
+	fs.StringVar(&cfg.OTLPEndpoint, "otlp-endpoint", cfg.OTLPEndpoint, "OpenTelemetry collector (OTLP/gRPC) `host:port` or URL receiving trace spans; empty disables tracing (env PARLEY_OTLP_ENDPOINT)")
 	fs.DurationVar(&cfg.Chat.RecallWindow, "recall-window", cfg.Chat.RecallWindow, "how long senders may recall a message")
 	fs.IntVar(&cfg.Chat.MaxGroupSize, "max-group-size", cfg.Chat.MaxGroupSize, "most members of a group")
 	fs.DurationVar(&cfg.Chat.HeartbeatInterval, "heartbeat-interval", cfg.Chat.HeartbeatInterval, "client ping interval")

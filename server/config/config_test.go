@@ -55,6 +55,25 @@ func TestLoad(t *testing.T) {
 		{name: "invalid_value", args: []string{"-heartbeat-timeout", "1s", "-heartbeat-interval", "2s"}, wantErr: "heartbeat_timeout"},
 		{name: "stray_argument", args: []string{"extra"}, wantErr: "unexpected arguments"},
 		{name: "bad_log_level", args: []string{"-log-level", "loud"}, wantErr: "log_level"},
+		{name: "bad_log_format", args: []string{"-log-format", "xml"}, wantErr: "log_format"},
+		{name: "observability_defaults", check: func(t *testing.T, c Config) {
+			require.Equal(t, "127.0.0.1:9090", c.AdminListen)
+			require.Equal(t, "text", c.LogFormat)
+			require.Empty(t, c.OTLPEndpoint, "tracing is off by default")
+		}},
+		{name: "observability_flags", args: []string{"-admin-listen", "0.0.0.0:9100", "-log-format", "json", "-otlp-endpoint", "collector:4317"}, check: func(t *testing.T, c Config) {
+			require.Equal(t, "0.0.0.0:9100", c.AdminListen)
+			require.Equal(t, "json", c.LogFormat)
+			require.Equal(t, "collector:4317", c.OTLPEndpoint)
+		}},
+		{name: "observability_env", env: map[string]string{"PARLEY_ADMIN_LISTEN": "127.0.0.1:9191", "PARLEY_LOG_FORMAT": "json", "PARLEY_OTLP_ENDPOINT": "https://otel.example:4317"}, check: func(t *testing.T, c Config) {
+			require.Equal(t, "127.0.0.1:9191", c.AdminListen)
+			require.Equal(t, "json", c.LogFormat)
+			require.Equal(t, "https://otel.example:4317", c.OTLPEndpoint)
+		}},
+		{name: "admin_listen_disabled_by_flag", args: []string{"-admin-listen", ""}, env: map[string]string{"PARLEY_ADMIN_LISTEN": "127.0.0.1:9191"}, check: func(t *testing.T, c Config) {
+			require.Empty(t, c.AdminListen)
+		}},
 		{name: "shard_from_env", env: map[string]string{"PARLEY_SHARD": "0", "PARLEY_SHARDS": "1", "PARLEY_SHARD_ADDRESSES": "http://a:8080"}, check: func(t *testing.T, c Config) {
 			require.Equal(t, 1, c.Cluster.Shards)
 			require.Equal(t, []string{"http://a:8080"}, c.Cluster.Addresses)

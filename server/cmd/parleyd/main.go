@@ -19,17 +19,25 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+
 	healthv1 "github.com/parley-im/parley/clients/go/gen/grpc/health/v1"
 	"github.com/parley-im/parley/server"
+	"github.com/parley-im/parley/server/admin"
 	"github.com/parley-im/parley/server/auth"
 	"github.com/parley-im/parley/server/config"
 	"github.com/parley-im/parley/server/engine"
 	"github.com/parley-im/parley/server/health"
 	"github.com/parley-im/parley/server/hub"
+	"github.com/parley-im/parley/server/internal/tracing"
+	"github.com/parley-im/parley/server/metrics"
 	"github.com/parley-im/parley/server/route"
 	"github.com/parley-im/parley/storage"
 	"github.com/parley-im/parley/storage/embedded"
@@ -55,31 +63,79 @@ func main() {
 }
 
 // run starts the server and blocks until ctx ends, then shuts down
-// gracefully: health turns NOT_SERVING, streams are told to reconnect,
-// in-flight calls finish, acks are flushed, the store is closed.
+// gracefully: readiness and health turn NOT_SERVING, streams are told to
+// reconnect, in-flight calls finish, acks are flushed, the store is
+// closed, buffered trace spans are exported.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := config.Load(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	logger := newLogger(stderr, cfg.LogLevel)
+	logger := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	node := cfg.Node
+	if node == "" {
+		node = defaultNode(cfg.Listen)
+	}
+
+	reg := metrics.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	// The admin endpoints come up first, so liveness holds while the
+	// store migrates; readiness waits until the API serves.
+	var ready readiness
+	if err := metrics.WatchReady(reg, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return ready.ready(ctx)
+	}); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	adminSrv, err := serveAdmin(cfg.AdminListen, reg, &ready, logger, stdout)
+	if err != nil {
+		return err
+	}
+	defer adminSrv.close()
+
+	tr, err := tracing.New(ctx, tracing.Config{Endpoint: cfg.OTLPEndpoint, Service: "parleyd", Instance: node, Version: buildVersion()})
+	if err != nil {
+		return err
+	}
+	if tr.Enabled() {
+		// Failed exports are reported through OTel's global handler,
+		// which would otherwise print through the log package.
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { logger.Warn("tracing: export", "err", err) }))
+		logger.Info("tracing to an OTLP collector", "endpoint", cfg.OTLPEndpoint)
+	}
+	defer func() {
+		// Runs last: the shutdown's own calls are traced too.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tr.Shutdown(ctx); err != nil {
+			logger.Warn("tracing shutdown", "err", err)
+		}
+	}()
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	store, err := openStore(ctx, cfg)
+	rawStore, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer rawStore.Close()
+	store := metrics.InstrumentStore(rawStore, m.Store)
 
 	h := hub.New(cfg.Hub)
-	cl, err := openCluster(ctx, cfg, h, logger)
+	h.SetMetrics(m.Hub)
+	cl, err := openCluster(ctx, cfg, node, h, m.Route, logger)
 	if err != nil {
 		return err
 	}
 	defer cl.close()
 	eng := engine.New(cfg.Engine, store, cl.router, logger)
+	eng.SetMetrics(m.Engine)
 	eng.Start()
 	defer eng.Close(context.Background())
 
@@ -87,6 +143,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	authSvc.SetMetrics(m.RateLimit)
 	checker := health.NewChecker()
 	srv, err := server.New(cfg.Chat, server.Deps{
 		Store:        store,
@@ -99,6 +156,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Layout:       cfg.Cluster,
 		Router:       cl.router,
 		Presence:     cl.presence,
+		Metrics:      m,
+		// Tracing outermost, so that a call's span covers its metrics.
+		Interceptors: append(tr.Interceptors(), m.RPC.Interceptor()),
 	})
 	if err != nil {
 		return err
@@ -119,11 +179,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ConnState:         m.HTTP.ConnState,
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 
 	checker.SetServing("", healthv1.HealthCheckResponse_SERVING)
+	ready.serving(func(ctx context.Context) error {
+		if err := cl.ready(); err != nil {
+			return err
+		}
+		if _, err := store.Epoch(ctx); err != nil {
+			return fmt.Errorf("store unreachable: %w", err)
+		}
+		return nil
+	})
 	addr := ln.Addr().String()
 	logger.Info("parleyd ready", "listen", addr, "data_dir", cfg.DataDir)
 	fmt.Fprintf(stdout, "parleyd is serving on http://%s (Connect, gRPC, gRPC-Web; data in %s)\n", addr, cfg.DataDir)
@@ -134,9 +204,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case <-ctx.Done():
 	case err := <-serveErr:
 		return fmt.Errorf("serve: %w", err)
+	case err := <-adminSrv.err:
+		return fmt.Errorf("admin: serve: %w", err)
 	}
 
 	logger.Info("shutting down")
+	ready.stopping()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	// NOT_SERVING first, so balancers stop sending new clients; then end
@@ -155,9 +228,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	// After the engine: its last fan-outs still publish.
 	cl.close()
-	if err := store.Close(); err != nil {
+	if err := rawStore.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
+	adminSrv.shutdown(shutdownCtx, logger)
 	logger.Info("stopped")
 	return nil
 }
@@ -170,13 +244,26 @@ type cluster struct {
 	// closeDevice ends a revoked device's stream wherever it is.
 	closeDevice func(deviceID string)
 	close       func()
+	// stopped holds why routing stopped for good (Redis refuses the
+	// stream), which makes the process unready.
+	stopped atomic.Pointer[error]
+}
+
+// ready reports whether routing works: always on a single node; in a
+// cluster, the process joined its shard's stream at start and its reader
+// has not stopped for good.
+func (c *cluster) ready() error {
+	if p := c.stopped.Load(); p != nil {
+		return fmt.Errorf("cluster routing stopped: %w", *p)
+	}
+	return nil
 }
 
 // openCluster connects to Redis when configured, joins this process's
 // shard stream (before any device connects, so none misses what is
 // published from now on) and starts reading it and refreshing presence.
 // close stops both and disconnects; it is idempotent.
-func openCluster(ctx context.Context, cfg config.Config, h *hub.Hub, logger *slog.Logger) (*cluster, error) {
+func openCluster(ctx context.Context, cfg config.Config, node string, h *hub.Hub, m *metrics.Route, logger *slog.Logger) (*cluster, error) {
 	if cfg.Redis == "" {
 		return &cluster{
 			router:      h,
@@ -184,21 +271,20 @@ func openCluster(ctx context.Context, cfg config.Config, h *hub.Hub, logger *slo
 			close:       func() {},
 		}, nil
 	}
-	node := cfg.Node
-	if node == "" {
-		node = defaultNode(cfg.Listen)
-	}
 	rd, err := redis.New(ctx, redis.Config{URL: cfg.Redis, Logger: logger})
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
 	router := route.New(route.Config{Node: node}, h, rd, cfg.Cluster, logger)
+	router.SetMetrics(m)
 	if err := router.Join(ctx); err != nil {
 		_ = rd.Close()
 		return nil, fmt.Errorf("redis: join shard %d: %w", cfg.Cluster.Shard, err)
 	}
 	presence := route.NewPresence(rd, h, node, cfg.PresenceTTL, logger)
+	presence.SetMetrics(m)
 	runCtx, cancel := context.WithCancel(context.Background())
+	cl := &cluster{router: router, presence: presence}
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := router.Run(runCtx); err != nil {
@@ -206,16 +292,18 @@ func openCluster(ctx context.Context, cfg config.Config, h *hub.Hub, logger *slo
 			// devices still get everything through catch-up, but not live
 			// from other processes.
 			logger.Error("cluster routing stopped", "err", err)
+			cl.stopped.Store(&err)
 		}
 	})
 	wg.Go(func() { presence.Run(runCtx) })
 	logger.Info("cluster routing through redis", "node", node, "shard", cfg.Cluster.Shard, "shards", cfg.Cluster.Shards)
 	var once sync.Once
-	return &cluster{router: router, presence: presence, closeDevice: func(deviceID string) {
+	cl.closeDevice = func(deviceID string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		router.CloseDevice(ctx, deviceID)
-	}, close: func() {
+	}
+	cl.close = func() {
 		once.Do(func() {
 			cancel()
 			wg.Wait()
@@ -223,7 +311,8 @@ func openCluster(ctx context.Context, cfg config.Config, h *hub.Hub, logger *slo
 				logger.Warn("close redis", "err", err)
 			}
 		})
-	}}, nil
+	}
+	return cl, nil
 }
 
 // defaultNode names a process after its host and port: unique on one
@@ -276,8 +365,96 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 	return st.Close()
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
+// newLogger logs at level (validated by config) in format, text or json.
+func newLogger(w io.Writer, level, format string) *slog.Logger {
 	var l slog.Level
-	_ = l.UnmarshalText([]byte(level)) // validated by config
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+	_ = l.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// buildVersion is the module version parleyd was built as ("(devel)"
+// for a build from a checkout).
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.Main.Version
+	}
+	return "unknown"
+}
+
+// readiness is what /readyz answers: not ready while starting and once
+// shutting down; in between, whatever the check says.
+type readiness struct {
+	check    atomic.Pointer[func(context.Context) error]
+	shutdown atomic.Bool
+}
+
+func (r *readiness) serving(check func(context.Context) error) { r.check.Store(&check) }
+
+func (r *readiness) stopping() { r.shutdown.Store(true) }
+
+func (r *readiness) ready(ctx context.Context) error {
+	if r.shutdown.Load() {
+		return errors.New("shutting down")
+	}
+	check := r.check.Load()
+	if check == nil {
+		return errors.New("starting")
+	}
+	return (*check)(ctx)
+}
+
+// adminServer is the admin listener's server; the zero value (admin
+// endpoints disabled) does nothing.
+type adminServer struct {
+	srv *http.Server
+	err chan error // Serve's error; never sent to when disabled
+}
+
+// serveAdmin serves the admin endpoints (server/admin) on addr, unless
+// addr is empty, and says where on stdout.
+func serveAdmin(addr string, reg *prometheus.Registry, ready *readiness, logger *slog.Logger, stdout io.Writer) (*adminServer, error) {
+	a := &adminServer{err: make(chan error, 1)}
+	if addr == "" {
+		return a, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin listen (set -admin-listen to another address, or empty to disable): %w", err)
+	}
+	a.srv = &http.Server{
+		Handler:           admin.Handler(admin.Config{Gatherer: reg, Ready: ready.ready, Logger: logger}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := a.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			a.err <- err
+		}
+	}()
+	url := "http://" + ln.Addr().String()
+	logger.Info("admin endpoints", "listen", ln.Addr().String())
+	fmt.Fprintf(stdout, "parleyd admin endpoints on %s (/metrics, /debug/pprof/, /healthz, /readyz)\n", url)
+	return a, nil
+}
+
+// shutdown stops the admin server gracefully (up to ctx), then for good.
+func (a *adminServer) shutdown(ctx context.Context, logger *slog.Logger) {
+	if a.srv == nil {
+		return
+	}
+	if err := a.srv.Shutdown(ctx); err != nil {
+		logger.Warn("admin shutdown", "err", err)
+	}
+	a.close()
+}
+
+// close stops the admin server at once; a second call is a no-op.
+func (a *adminServer) close() {
+	if a.srv != nil {
+		_ = a.srv.Close()
+	}
 }

@@ -20,14 +20,19 @@ import (
 	"github.com/parley-im/parley/clients/go/gen/parley/v1/parleyv1connect"
 )
 
-// testServer is parleyd's run() in this process on a free loopback port.
+// testServer is parleyd's run() in this process on a free loopback port,
+// with its admin endpoints on another.
 type testServer struct {
-	url    string
-	cancel context.CancelFunc
-	done   chan error
+	url      string
+	adminURL string // empty when started with -admin-listen ""
+	cancel   context.CancelFunc
+	done     chan error
 }
 
-var servingLine = regexp.MustCompile(`serving on (http://\S+)`)
+var (
+	servingLine = regexp.MustCompile(`serving on (http://\S+)`)
+	adminLine   = regexp.MustCompile(`admin endpoints on (http://\S+)`)
+)
 
 func startServer(tb testing.TB, args ...string) *testServer {
 	tb.Helper()
@@ -40,7 +45,7 @@ func startServerEnv(tb testing.TB, env map[string]string, args ...string) *testS
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	ts := &testServer{cancel: cancel, done: make(chan error, 1)}
-	args = append([]string{"-listen", "127.0.0.1:0", "-data-dir", tb.TempDir(), "-log-level", "warn"}, args...)
+	args = append([]string{"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-data-dir", tb.TempDir(), "-log-level", "warn"}, args...)
 	go func() {
 		err := run(ctx, args, func(k string) string { return env[k] }, pw, io.Discard)
 		pw.CloseWithError(fmt.Errorf("run returned: %w", err))
@@ -48,6 +53,9 @@ func startServerEnv(tb testing.TB, env map[string]string, args ...string) *testS
 	}()
 	sc := bufio.NewScanner(pr)
 	for sc.Scan() {
+		if m := adminLine.FindStringSubmatch(sc.Text()); m != nil {
+			ts.adminURL = m[1]
+		}
 		if m := servingLine.FindStringSubmatch(sc.Text()); m != nil {
 			ts.url = m[1]
 			break

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,6 +49,9 @@ const (
 	// take the port picked for the server before the server binds it.
 	startAttempts = 3
 )
+
+// adminLine is parleyd's stdout line naming its admin endpoints.
+var adminLine = regexp.MustCompile(`admin endpoints on http://(\S+)`)
 
 var build struct {
 	once sync.Once
@@ -131,10 +135,11 @@ type Server struct {
 	opts options
 	out  *syncBuffer // stdout and stderr of every run, in order
 
-	mu     sync.Mutex
-	addr   string
-	pinned string   // with WithStableAddr: the address every start uses once set
-	proc   *process // nil when not running
+	mu        sync.Mutex
+	addr      string
+	adminAddr string   // the admin endpoints' host:port, from the output
+	pinned    string   // with WithStableAddr: the address every start uses once set
+	proc      *process // nil when not running
 }
 
 // Start runs parleyd on a free loopback port and returns once it reports
@@ -168,6 +173,18 @@ func (s *Server) Addr() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.addr
+}
+
+// AdminURL returns the base URL of the server's admin endpoints (metrics,
+// pprof, healthz, readyz), http://127.0.0.1:PORT, on a port of its own
+// picked at every start; empty if WithArgs disabled them.
+func (s *Server) AdminURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.adminAddr == "" {
+		return ""
+	}
+	return "http://" + s.adminAddr
 }
 
 // DataDir returns the server's data directory, which outlives Stop and Kill.
@@ -278,7 +295,9 @@ func (s *Server) startOnce(ctx context.Context) (retry bool, err error) {
 			return false, err
 		}
 	}
-	args := append([]string{"-listen", addr, "-data-dir", s.opts.dataDir}, s.opts.args...)
+	// The admin endpoints take any free port, so that processes of one
+	// test never share the default one; WithArgs may override it.
+	args := append([]string{"-listen", addr, "-admin-listen", "127.0.0.1:0", "-data-dir", s.opts.dataDir}, s.opts.args...)
 	cmd := exec.Command(s.bin, args...)
 	cmd.Env = append(environ(), s.opts.env...)
 	mark := s.out.Len()
@@ -307,6 +326,14 @@ func (s *Server) startOnce(ctx context.Context) (retry bool, err error) {
 		// A pinned address is the point of the start: another port won't do.
 		return inUse && pinned == "", err
 	}
+	// Ready means the output already names the admin address.
+	var adminAddr string
+	if m := adminLine.FindStringSubmatch(s.out.String()[mark:]); m != nil {
+		adminAddr = m[1]
+	}
+	s.mu.Lock()
+	s.adminAddr = adminAddr
+	s.mu.Unlock()
 	if s.opts.stableAddr {
 		s.mu.Lock()
 		s.pinned = addr

@@ -1,6 +1,7 @@
 package testserver_test
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,6 +32,16 @@ func TestStart(t *testing.T) {
 			requireServing(t, healthv1connect.NewHealthClient(srv.Client(t, opts...)))
 		})
 	}
+	// The admin endpoints are on a port of their own.
+	require.True(t, strings.HasPrefix(srv.AdminURL(), "http://127.0.0.1:"), srv.AdminURL())
+	require.NotEqual(t, srv.URL(), srv.AdminURL())
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.AdminURL()+"/readyz", http.NoBody)
+	require.NoError(t, err)
+	res, err := http.DefaultClient.Do(req) // HTTP/1.1, as Prometheus and probes speak it
+	require.NoError(t, err)
+	require.NoError(t, res.Body.Close())
+	require.Equal(t, http.StatusOK, res.StatusCode)
+
 	require.NoError(t, srv.Stop())
 	require.Contains(t, srv.Output(), "-data-dir "+srv.DataDir())
 }
