@@ -36,7 +36,7 @@ type options struct {
 // defaults are the scenario-specific defaults, applied to flags the
 // command line leaves unset.
 var defaults = map[string]map[string]string{
-	scenario.Conns:     {"conns": "1000", "duration": "10s"},
+	scenario.Conns:     {"conns": "1000", "duration": "10s", "connect-timeout": "20s"},
 	scenario.P2P:       {"pairs": "100", "rate": "1000", "duration": "10s"},
 	scenario.Group:     {"group-size": "100", "senders": "1", "rate": "10", "duration": "10s"},
 	scenario.Reconnect: {"devices": "1", "messages": "10000"},

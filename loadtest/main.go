@@ -95,9 +95,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 
+	var srv *spawn.Servers
 	if o.spawnKind != "" {
 		fmt.Fprintf(stderr, "loadtest: starting parleyd (%s)…\n", o.spawnKind)
-		srv, err := spawn.Start(ctx, spawn.Config{Kind: o.spawnKind, Shards: o.shards, Binary: o.parleyd, Logger: logger})
+		srv, err = spawn.Start(ctx, spawn.Config{Kind: o.spawnKind, Shards: o.shards, Binary: o.parleyd, Logger: logger})
 		if err != nil {
 			fmt.Fprintln(stderr, "loadtest:", err)
 			return exitError
@@ -126,6 +127,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	res, err := scenario.Run(ctx, cfg)
 	if res != nil {
 		res.Notes = append(res.Notes, fmt.Sprintf("generator open files limit: %d per process", limit))
+		if srv != nil {
+			res.Notes = append(res.Notes, srv.LogTail(5)...)
+		}
 		if werr := write(res, o, stdout); werr != nil {
 			fmt.Fprintln(stderr, "loadtest:", werr)
 			return exitError

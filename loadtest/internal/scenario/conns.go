@@ -90,7 +90,7 @@ func (r *run) conns(ctx context.Context) error {
 	held := r.sample(ctx, fmt.Sprintf("after holding %s", r.cfg.Duration), p.Idle)
 	r.res.ServerSamples = append(r.res.ServerSamples, held)
 	if p.Dropped > 0 {
-		r.note("%d streams ended while held (the server closed them)", p.Dropped)
+		r.note("%d streams ended while held; the first: %s", p.Dropped, p.DropError)
 	}
 	r.note("bytes per stream = (RSS with all streams open − RSS before) / streams. RSS includes garbage not yet collected and the heap's growth headroom (GOGC); heap in use and stacks are the runtime's own counts")
 	_, err = r.check(ctx)
@@ -103,8 +103,8 @@ func (r *run) explainLimit(ctx context.Context) {
 	if len(r.cfg.Probe.PIDs) == 0 {
 		return
 	}
-	s, err := r.cfg.Probe.Sample(ctx)
-	if err != nil || s.OpenFiles < 0 {
+	s, _ := r.cfg.Probe.Sample(ctx) // a metrics endpoint may not answer at the limit; /proc does
+	if s.OpenFiles < 0 {
 		return
 	}
 	r.note("server open files at the stop: %d (its limit %d)", s.OpenFiles, s.FileLimit)

@@ -88,6 +88,9 @@ func (f *fleet) progress(ctx context.Context) worker.Progress {
 		sum.Synced += p.Synced
 		sum.Idle += p.Idle
 		sum.Dropped += p.Dropped
+		if sum.DropError == "" {
+			sum.DropError = p.DropError
+		}
 		return nil
 	})
 	return sum

@@ -271,6 +271,17 @@ func (r *run) start(ctx context.Context, convs []worker.ConvSpec, track int, ass
 		plan.Devices[i] = d
 	}
 	r.plan = plan
+	if len(r.cfg.Servers) > 1 {
+		per := map[string]int{}
+		for _, d := range plan.Devices {
+			per[d.Server]++
+		}
+		var parts []string
+		for _, s := range r.cfg.Servers {
+			parts = append(parts, fmt.Sprintf("%s %d", s, per[s]))
+		}
+		r.note("devices per shard: %s", strings.Join(parts, ", "))
+	}
 	return r.fleet.each(ctx, func(ctx context.Context, i int, w worker.Runner) error {
 		return w.Init(ctx, worker.InitArgs{Plan: plan, Worker: i})
 	})

@@ -254,7 +254,7 @@ func (s *Servers) startProcess(ctx context.Context, bin string, env map[string]s
 		return nil
 	case err := <-wait:
 		wait <- err // for Stop
-		return fmt.Errorf("spawn: parleyd exited before serving: %v\n%s", err, tail(logPath))
+		return fmt.Errorf("spawn: parleyd exited before serving: %w\n%s", err, tail(logPath))
 	case <-timer.C:
 		return fmt.Errorf("spawn: parleyd did not serve within %s\n%s", startTimeout, tail(logPath))
 	case <-ctx.Done():
@@ -283,7 +283,9 @@ func (s *Servers) Stop() error {
 			}
 		case <-timer.C:
 			_ = cmd.Process.Kill()
-			<-s.waits[i]
+			if err := <-s.waits[i]; err != nil {
+				s.logger.Debug("parleyd killed", "n", i, "err", err)
+			}
 			errs = append(errs, fmt.Errorf("spawn: parleyd %d did not stop within %s; killed", i, stopTimeout))
 		}
 		timer.Stop()
@@ -301,6 +303,34 @@ func (s *Servers) Stop() error {
 		s.Dir = ""
 	}
 	return errors.Join(errs...)
+}
+
+// LogTail returns the last lines of each process's log (parleyd runs
+// at -log-level warn, so these are its warnings and errors), prefixed with
+// the process number; nil when the logs are empty.
+func (s *Servers) LogTail(lines int) []string {
+	var out []string
+	for i := range s.procs {
+		b, err := os.ReadFile(filepath.Join(s.Dir, "parleyd-"+strconv.Itoa(i)+".log"))
+		if err != nil {
+			continue
+		}
+		all := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(all) == 1 && all[0] == "" {
+			continue
+		}
+		if len(all) > lines {
+			out = append(out, fmt.Sprintf("parleyd %d: … %d earlier log lines", i, len(all)-lines))
+			all = all[len(all)-lines:]
+		}
+		for _, l := range all {
+			if len(l) > 300 {
+				l = l[:300] + "…"
+			}
+			out = append(out, fmt.Sprintf("parleyd %d: %s", i, l))
+		}
+	}
+	return out
 }
 
 // hasAdminListener reports whether this parleyd takes -admin-listen (the

@@ -187,6 +187,8 @@ type Progress struct {
 	Synced    int64 `json:"synced"` // of them, caught up at least once
 	Idle      int64 `json:"idle"`   // bare streams open
 	Dropped   int64 `json:"dropped"`
+	// DropError is why the first dropped stream ended.
+	DropError string `json:"drop_error,omitempty"`
 }
 
 // CheckResult is the checker's report for the worker's devices.

@@ -426,11 +426,13 @@ func (w *Worker) Idle(ctx context.Context, a IdleArgs) (IdleResult, error) {
 			w.mu.Lock()
 			w.idles = append(w.idles, idle)
 			w.mu.Unlock()
+			// Ping from the first stream on: opening the rest may take
+			// longer than the server's heartbeat timeout.
+			w.startPinger()
 		})
 	}
 	wg.Wait()
 	res.Elapsed = time.Since(start)
-	w.startPinger()
 	return res, nil
 }
 
@@ -779,6 +781,9 @@ func (w *Worker) Progress(context.Context) (Progress, error) {
 			p.Idle++
 		} else {
 			p.Dropped++
+			if p.DropError == "" {
+				p.DropError = i.Err().Error()
+			}
 		}
 	}
 	w.mu.Unlock()
