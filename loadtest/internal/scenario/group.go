@@ -54,7 +54,7 @@ func (r *run) group(ctx context.Context) error {
 		return err
 	}
 	r.progress.phase(fmt.Sprintf("group %.0f msgs/s", r.cfg.Rate), nil)
-	fan, err := r.fanOut(ctx, senders, count, 0, len(conv.Members)-1, "g")
+	fan, err := r.fanOut(ctx, senders, r.cfg.Rate, count, 0, len(conv.Members)-1, "g")
 	if err != nil {
 		return err
 	}
@@ -82,12 +82,12 @@ type fanOutRun struct {
 	incomplete           int
 }
 
-// fanOut sends count tracked messages (indexes from indexBase) at the
-// configured rate and measures, per message, when the last of recipients
+// fanOut sends count tracked messages (indexes from indexBase) at rate
+// and measures, per message, when the last of recipients
 // devices received it.
-func (r *run) fanOut(ctx context.Context, senders []worker.Sender, count, indexBase, recipients int, tag string) (fanOutRun, error) {
+func (r *run) fanOut(ctx context.Context, senders []worker.Sender, rate float64, count, indexBase, recipients int, tag string) (fanOutRun, error) {
 	start := time.Now().Add(startDelay)
-	sp := r.splitSend(start, senders, r.cfg.Rate, count, indexBase, r.id+"-"+tag)
+	sp := r.splitSend(start, senders, rate, count, indexBase, r.id+"-"+tag)
 	sres, err := r.send(ctx, sp)
 	if err != nil {
 		return fanOutRun{}, err

@@ -48,10 +48,7 @@ func (r *run) smoke(ctx context.Context) error {
 	r.res.Steps = append(r.res.Steps, st.result)
 	// Group traffic, at a fifth of the rate.
 	r.progress.phase("group", nil)
-	saved := r.cfg.Rate
-	r.cfg.Rate = saved / 5
-	fan, err := r.fanOut(ctx, groupSenders, groupCount, 0, len(group.Members)-1, "g")
-	r.cfg.Rate = saved
+	fan, err := r.fanOut(ctx, groupSenders, r.cfg.Rate/5, groupCount, 0, len(group.Members)-1, "g")
 	if err != nil {
 		return err
 	}
