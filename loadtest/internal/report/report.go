@@ -36,6 +36,9 @@ type Result struct {
 	Unexpected   int64            `json:"unexpected"`
 	Redelivered  int64            `json:"redelivered"`
 	GapFilled    int64            `json:"gap_filled"`
+	// Disconnects counts session streams that broke during the run (each
+	// session reconnected and caught up).
+	Disconnects int64 `json:"disconnects"`
 
 	// Rate is the target rate (msgs/s) of an open-loop run; MsgsPerSec what
 	// was achieved (see Headline for what is counted).

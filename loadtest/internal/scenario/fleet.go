@@ -91,6 +91,10 @@ func (f *fleet) progress(ctx context.Context) worker.Progress {
 		if sum.DropError == "" {
 			sum.DropError = p.DropError
 		}
+		sum.Disconnects += p.Disconnects
+		if sum.DisconnectError == "" {
+			sum.DisconnectError = p.DisconnectError
+		}
 		return nil
 	})
 	return sum

@@ -458,6 +458,10 @@ func (r *run) check(ctx context.Context) (check.Report, error) {
 	}
 	r.res.SetCheck(merged)
 	r.res.Pass = merged.OK()
+	if p := r.fleet.progress(ctx); p.Disconnects > 0 {
+		r.res.Disconnects = p.Disconnects
+		r.note("%d session streams broke and reconnected (the checker counts what that cost); the first: %s", p.Disconnects, p.DisconnectError)
+	}
 	return merged, nil
 }
 

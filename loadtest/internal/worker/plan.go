@@ -189,6 +189,10 @@ type Progress struct {
 	Dropped   int64 `json:"dropped"`
 	// DropError is why the first dropped stream ended.
 	DropError string `json:"drop_error,omitempty"`
+	// Disconnects counts sessions' streams that broke (the session
+	// reconnected); DisconnectError is the first one's error.
+	Disconnects     int64  `json:"disconnects"`
+	DisconnectError string `json:"disconnect_error,omitempty"`
 }
 
 // CheckResult is the checker's report for the worker's devices.

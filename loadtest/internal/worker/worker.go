@@ -62,8 +62,9 @@ type Worker struct {
 	track   []slot
 	sends   check.Sends
 
-	sent, acked, failed, delivered atomic.Int64
-	collectedUpTo                  int64 // delivered at the last Collect; guarded by mu
+	sent, acked, failed, delivered, disconnects atomic.Int64
+	disconnectErr                               atomic.Pointer[string]
+	collectedUpTo                               int64 // delivered at the last Collect; guarded by mu
 }
 
 // slot tracks one message's deliveries.
@@ -345,7 +346,10 @@ func (w *Worker) handler(d *device) client.Handler {
 			}
 		},
 		Disconnected: func(err error) {
-			w.logger.Debug("stream lost", "device", d.spec.Name, "err", err)
+			w.disconnects.Add(1)
+			msg := fmt.Sprintf("%s: %v", d.spec.Name, err)
+			w.disconnectErr.CompareAndSwap(nil, &msg)
+			w.logger.Info("stream lost; reconnecting", "device", d.spec.Name, "err", err)
 		},
 		Repeat: func(string, uint64) { d.log.Redelivered() },
 	}
@@ -762,7 +766,10 @@ func (w *Worker) history(ctx context.Context, d *device, conv string) ([]check.M
 
 // Progress returns the counters.
 func (w *Worker) Progress(context.Context) (Progress, error) {
-	p := Progress{Sent: w.sent.Load(), Acked: w.acked.Load(), Failed: w.failed.Load(), Delivered: w.delivered.Load()}
+	p := Progress{Sent: w.sent.Load(), Acked: w.acked.Load(), Failed: w.failed.Load(), Delivered: w.delivered.Load(), Disconnects: w.disconnects.Load()}
+	if e := w.disconnectErr.Load(); e != nil {
+		p.DisconnectError = *e
+	}
 	for _, d := range w.mine(nil) {
 		d.mu.Lock()
 		if d.sess != nil {
