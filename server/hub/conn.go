@@ -203,7 +203,7 @@ func (c *Conn) Deliver(f *parleyv1.ServerFrame) bool {
 	}
 	// Enqueued under c.mu, so concurrent deliverers (the local fan-out and
 	// the cluster consumer) cannot swap two frames after judging them.
-	depth := c.queue.tryPush(f)
+	depth := c.queue.tryPush(f, c.queue.max)
 	c.mu.Unlock()
 	if depth == 0 {
 		c.Close(ErrSlowConsumer)
@@ -237,11 +237,11 @@ func (c *Conn) Push(ctx context.Context, f *parleyv1.ServerFrame) bool {
 // the store.
 func (c *Conn) push(ctx context.Context, f *parleyv1.ServerFrame, live bool) bool {
 	m := f.GetMessage()
-	if m != nil {
-		c.SetLast(m.GetConversationId(), m.GetSeq())
-	}
 	for {
-		if depth := c.queue.tryPush(f); depth > 0 {
+		if depth := c.queue.tryPush(f, c.queue.storeShare()); depth > 0 {
+			if m != nil {
+				c.SetLast(m.GetConversationId(), m.GetSeq())
+			}
 			c.m.Enqueued(depth, m != nil, live)
 			return true
 		}

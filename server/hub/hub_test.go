@@ -243,3 +243,26 @@ func TestLiveMessagesStayInOrder(t *testing.T) {
 		require.Equal(t, []uint64{3}, drain(t, c))
 	})
 }
+
+// A backlog fills at most half the queue, so live frames arriving right
+// after catch-up do not find it full and drop the device as slow.
+func TestBacklogLeavesRoomForLiveFrames(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, _ := New(Config{QueueLen: 4, MaxPending: 4}).Register("u1", "d1")
+	require.True(t, c.Push(ctx, msgFrame("c", 1)))
+	require.True(t, c.Push(ctx, msgFrame("c", 2)))
+	full, cancel := context.WithCancel(ctx)
+	cancel()
+	require.False(t, c.Push(full, msgFrame("c", 3)), "the backlog waits once it has half the queue")
+	c.SetLast("c", 2)
+	require.True(t, c.Release(ctx))
+	require.True(t, c.Deliver(msgFrame("c", 3)))
+	require.True(t, c.Deliver(msgFrame("c", 4)))
+	require.Equal(t, []uint64{1, 2, 3, 4}, drain(t, c))
+	select {
+	case <-c.Done():
+		t.Fatalf("closed: %v", c.Err())
+	default:
+	}
+}

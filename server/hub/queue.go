@@ -26,17 +26,23 @@ type queue struct {
 	space chan struct{}
 }
 
+// storeShare is the part of the queue that frames read from the store
+// (catch-up, repair) may fill. They wait for room, while live frames are
+// never waited for: a backlog that filled the whole queue would get the
+// device dropped as a slow consumer by the next live message.
+func (q *queue) storeShare() int { return max(q.max/2, 1) }
+
 func newQueue(max int) *queue {
 	return &queue{max: max, ready: make(chan struct{}, 1), space: make(chan struct{}, 1)}
 }
 
-// tryPush appends f unless the queue holds max frames, and returns how
-// many frames the queue holds then; 0 means it was full and f was not
-// appended.
-func (q *queue) tryPush(f *parleyv1.ServerFrame) (depth int) {
+// tryPush appends f unless the queue holds limit frames (at most max),
+// and returns how many frames the queue holds then; 0 means it was full
+// and f was not appended.
+func (q *queue) tryPush(f *parleyv1.ServerFrame, limit int) (depth int) {
 	q.mu.Lock()
 	depth = len(q.items) - q.head
-	if depth >= q.max {
+	if depth >= min(limit, q.max) {
 		q.mu.Unlock()
 		return 0
 	}
