@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/parley-im/parley/storage"
 )
@@ -104,8 +105,10 @@ func (e *Engine) commitLoop(ctx context.Context) {
 			}
 		}
 		batch = batch[:0]
-		// Gather message ops until the batch is full, the queue is empty,
-		// or an exclusive op comes up; that one waits for the next round.
+		// Gather message ops until the batch is full, the queue is empty
+		// (after lingering, when configured), or an exclusive op comes up;
+		// that one waits for the next round.
+		var linger *time.Timer
 		for held != nil && held.exclusive == nil {
 			batch = append(batch, held)
 			held = nil
@@ -115,8 +118,23 @@ func (e *Engine) commitLoop(ctx context.Context) {
 			select {
 			case o := <-e.submit:
 				held = o
+				continue
 			default:
 			}
+			if e.cfg.CommitLinger <= 0 {
+				break
+			}
+			if linger == nil {
+				linger = time.NewTimer(e.cfg.CommitLinger)
+			}
+			select {
+			case o := <-e.submit:
+				held = o
+			case <-linger.C:
+			}
+		}
+		if linger != nil {
+			linger.Stop()
 		}
 		if len(batch) > 0 {
 			e.commitBatch(ctx, batch)

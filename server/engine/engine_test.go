@@ -330,3 +330,43 @@ func repairLoop(t *testing.T, e *engine.Engine, c *hub.Conn) {
 	}()
 	t.Cleanup(func() { c.Close(hub.ErrShutdown) })
 }
+
+// countingStore counts AppendMessages calls: one per commit.
+type countingStore struct {
+	engine.Store
+	mu      sync.Mutex
+	commits int
+}
+
+func (s *countingStore) AppendMessages(ctx context.Context, msgs []storage.NewMessage) ([]storage.AppendResult, error) {
+	s.mu.Lock()
+	s.commits++
+	s.mu.Unlock()
+	return s.Store.AppendMessages(ctx, msgs)
+}
+
+// With CommitLinger, a message that finds the committer idle waits for the
+// next one, and both go in one commit.
+func TestCommitLingerBatchesMessagesThatArriveApart(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, engine.DefaultConfig())
+	counted := &countingStore{Store: f.store}
+	cfg := engine.DefaultConfig()
+	cfg.CommitLinger = time.Minute // bounded by the batch filling up or the test's two messages
+	cfg.BatchSize = 2
+	e := engine.New(cfg, counted, f.hub, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	e.Start()
+	t.Cleanup(func() { require.NoError(t, e.Close(context.Background())) })
+	first, err := e.Submit(t.Context(), f.msg(f.users[0], "linger-1"))
+	require.NoError(t, err)
+	second, err := e.Submit(t.Context(), f.msg(f.users[0], "linger-2"))
+	require.NoError(t, err)
+	for _, wait := range []func() (engine.SendResult, error){first, second} {
+		res, err := wait()
+		require.NoError(t, err)
+		require.NoError(t, res.Err)
+	}
+	counted.mu.Lock()
+	defer counted.mu.Unlock()
+	require.Equal(t, 1, counted.commits, "both messages in one commit")
+}
