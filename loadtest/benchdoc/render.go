@@ -55,7 +55,8 @@ func notes(f map[string]any) string {
 	shown := map[string]bool{"scenario": true, "msgs_per_sec": true, "p50_ms": true, "p99_ms": true, "p999_ms": true,
 		"sent": true, "delivered": true, "lost": true, "duplicates": true, "server_rss_bytes": true,
 		// Bookkeeping rather than results.
-		"started_at": true, "samples": true, "procs": true, "expected": true}
+		"started_at": true, "samples": true, "procs": true, "expected": true,
+		"headline": true, "pass": true, "max_ms": true, "acknowledged": true, "server_goroutines": true}
 	var keys []string
 	for k, v := range f {
 		if shown[k] {
