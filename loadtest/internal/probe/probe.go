@@ -33,7 +33,10 @@ type Target struct {
 type Sample struct {
 	RSSBytes   int64
 	Goroutines int64
-	OpenFiles  int64
+	// OpenFiles is summed over the processes; MostOpenFiles is the
+	// largest of one process, the number to hold against FileLimit.
+	OpenFiles     int64
+	MostOpenFiles int64
 	// HeapInuseBytes and StackInuseBytes are the Go runtime's
 	// go_memstats_heap_inuse_bytes and go_memstats_stack_inuse_bytes
 	// (metrics only): live heap spans and goroutine stacks, the parts of
@@ -52,7 +55,7 @@ func (t Target) Known() bool { return len(t.MetricsURLs) > 0 || len(t.PIDs) > 0 
 // PIDs are given (exact), else RSS from the metrics; goroutines only from
 // the metrics. It fails only when a source fails.
 func (t Target) Sample(ctx context.Context) (Sample, error) {
-	s := Sample{RSSBytes: -1, Goroutines: -1, OpenFiles: -1, FileLimit: -1, HeapInuseBytes: -1, StackInuseBytes: -1}
+	s := Sample{RSSBytes: -1, Goroutines: -1, OpenFiles: -1, MostOpenFiles: -1, FileLimit: -1, HeapInuseBytes: -1, StackInuseBytes: -1}
 	var errs []error
 	var metricsRSS int64 = -1
 	for _, u := range t.MetricsURLs {
@@ -83,6 +86,7 @@ func (t Target) Sample(ctx context.Context) (Sample, error) {
 		s.RSSBytes = max(s.RSSBytes, 0) + rss
 		if n, err := procOpenFiles(pid); err == nil {
 			s.OpenFiles = max(s.OpenFiles, 0) + n
+			s.MostOpenFiles = max(s.MostOpenFiles, n)
 		}
 		if l, err := procFileLimit(pid); err == nil && (s.FileLimit < 0 || l < s.FileLimit) {
 			s.FileLimit = l

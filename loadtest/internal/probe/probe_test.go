@@ -50,4 +50,11 @@ func TestSample(t *testing.T) {
 	require.NotEqual(t, int64(268435456), s.RSSBytes)
 	require.Positive(t, s.OpenFiles)
 	require.Positive(t, s.FileLimit)
+
+	// Open files add up over processes, but the limit is per process.
+	one := s.OpenFiles
+	s, err = probe.Target{PIDs: []int{os.Getpid(), os.Getpid()}}.Sample(t.Context())
+	require.NoError(t, err)
+	require.InDelta(t, 2*one, s.OpenFiles, 8, "summed over the processes")
+	require.InDelta(t, one, s.MostOpenFiles, 4, "the fullest single process")
 }

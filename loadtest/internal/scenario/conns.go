@@ -107,9 +107,14 @@ func (r *run) explainLimit(ctx context.Context) {
 	if s.OpenFiles < 0 {
 		return
 	}
-	r.note("server open files at the stop: %d (its limit %d)", s.OpenFiles, s.FileLimit)
-	if s.FileLimit > 0 && s.OpenFiles >= s.FileLimit-64 {
-		r.res.LimitHit += fmt.Sprintf("; the server is at its open files limit (%d of %d)", s.OpenFiles, s.FileLimit)
+	if len(r.cfg.Probe.PIDs) > 1 {
+		r.note("server open files at the stop: %d over %d processes, at most %d in one (limit %d each)", s.OpenFiles, len(r.cfg.Probe.PIDs), s.MostOpenFiles, s.FileLimit)
+	} else {
+		r.note("server open files at the stop: %d (its limit %d)", s.OpenFiles, s.FileLimit)
+	}
+	// The limit is per process: compare the fullest one with it.
+	if s.FileLimit > 0 && s.MostOpenFiles >= s.FileLimit-64 {
+		r.res.LimitHit += fmt.Sprintf("; a server process is at its open files limit (%d of %d)", s.MostOpenFiles, s.FileLimit)
 	}
 }
 
