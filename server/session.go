@@ -39,8 +39,8 @@ type session struct {
 	send func(*parleyv1.ServerFrame) error
 
 	// inflight carries submitted sends, in order, to the send-ack
-	// goroutine; its capacity bounds the sends awaiting commit.
-	inflight chan pendingSend
+	// goroutine, and bounds the sends awaiting commit.
+	inflight *inflight
 	peers    []string
 }
 
@@ -88,7 +88,7 @@ func (s *Server) runSession(ctx context.Context, proc metrics.Procedure, send fu
 	if s.shuttingDown.Load() {
 		conn.Close(hub.ErrShutdown)
 	}
-	ss := &session{s: s, id: id, conn: conn, send: send, inflight: make(chan pendingSend, s.cfg.MaxInflightSends)}
+	ss := &session{s: s, id: id, conn: conn, send: send, inflight: newInflight(s.cfg.MaxInflightSends)}
 	var protocol string
 	if info, ok := connect.CallInfoForServerContext(ctx); ok {
 		protocol = info.Protocol
@@ -105,7 +105,7 @@ func (s *Server) runSession(ctx context.Context, proc metrics.Procedure, send fu
 	} else {
 		reason = ss.readLoop(ctx, frames)
 	}
-	close(ss.inflight)
+	ss.inflight.close()
 	if errors.Is(reason, errClientGone) {
 		// The client closed its half of the stream; it still gets the
 		// answers to what it sent before, then the stream ends.
@@ -258,7 +258,11 @@ func (ss *session) sync(ctx context.Context, firstOfUser bool) {
 // returns: with an Error frame, or a duplicate's SendAck. New messages are
 // acknowledged by the fan-out instead (see parley.v1.SendAck).
 func (ss *session) ackLoop() {
-	for p := range ss.inflight {
+	for {
+		p, ok := ss.inflight.pop()
+		if !ok {
+			return
+		}
 		res, err := p.wait()
 		var f *parleyv1.ServerFrame
 		if err != nil {
@@ -326,9 +330,9 @@ func (ss *session) handleFrame(ctx context.Context, f *parleyv1.ClientFrame) err
 		if err != nil {
 			return err
 		}
-		select {
-		case ss.inflight <- pendingSend{clientMsgID: msg.ClientMsgID, wait: wait}:
-		case <-ss.conn.Done():
+		// Waits while MaxInflightSends are awaiting commit: the stream
+		// is not read meanwhile, which is the back-pressure.
+		if !ss.inflight.push(pendingSend{clientMsgID: msg.ClientMsgID, wait: wait}, ss.conn.Done()) {
 			return ss.conn.Err()
 		}
 	case *parleyv1.ClientFrame_Ack:
