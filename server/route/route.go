@@ -129,9 +129,12 @@ func (c *Cluster) Route(ctx context.Context, ds []hub.Delivery) {
 }
 
 // entries splits ds by the shards of their recipients: one entry per
-// shard, holding that shard's part of every delivery.
+// shard, holding that shard's part of every delivery. It runs for every
+// commit batch, so it groups with slices indexed by shard, not maps.
 func (c *Cluster) entries(ds []hub.Delivery) []storage.Entry {
-	perShard := make(map[int][]encodedDelivery)
+	perShard := make([][]encodedDelivery, c.layout.Shards)
+	// byShard is one delivery's recipients per shard, emptied after each.
+	byShard := make([][]string, c.layout.Shards)
 	for _, d := range ds {
 		frame, err := proto.Marshal(d.Frame)
 		if err != nil {
@@ -147,27 +150,27 @@ func (c *Cluster) entries(ds []hub.Delivery) []storage.Entry {
 			}
 			ackShard = c.layout.Of(d.AckUser)
 		}
-		byShard := make(map[int][]string)
 		for _, u := range d.Users {
 			s := c.layout.Of(u)
 			byShard[s] = append(byShard[s], u)
 		}
-		if ackShard >= 0 {
-			if _, ok := byShard[ackShard]; !ok {
-				byShard[ackShard] = nil
-			}
-		}
 		for s, users := range byShard {
+			if users == nil && s != ackShard {
+				continue
+			}
 			ed := encodedDelivery{frame: frame, users: users}
 			if s == ackShard {
 				ed.ack, ed.ackUser, ed.ackDevice = ack, d.AckUser, d.AckDevice
 			}
 			perShard[s] = append(perShard[s], ed)
+			byShard[s] = nil
 		}
 	}
-	entries := make([]storage.Entry, 0, len(perShard))
+	var entries []storage.Entry
 	for s, eds := range perShard {
-		entries = append(entries, storage.Entry{Shard: s, Payload: encodeEntry(c.cfg.Node, false, eds)})
+		if len(eds) > 0 {
+			entries = append(entries, storage.Entry{Shard: s, Payload: encodeEntry(c.cfg.Node, false, eds)})
+		}
 	}
 	return entries
 }
