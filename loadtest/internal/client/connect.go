@@ -2,8 +2,6 @@ package client
 
 import (
 	"context"
-	"errors"
-	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -149,30 +147,7 @@ func (d *connectDevice) OpenIdle(ctx context.Context) (Idle, error) {
 		cancel()
 		return nil, err
 	}
-	idle := &connectIdle{stream: stream, cancel: cancel, done: make(chan struct{})}
-	// The handshake may not outlive ctx: give up on it when ctx ends.
-	stop := context.AfterFunc(ctx, cancel)
-	defer stop()
-	for {
-		res, err := stream.Receive()
-		if err != nil {
-			_ = stream.Close()
-			cancel()
-			if errors.Is(err, io.EOF) {
-				err = errors.New("client: server ended the stream during catch-up")
-			}
-			return nil, err
-		}
-		f := res.GetFrame()
-		if w := f.GetWelcome(); w != nil {
-			idle.heartbeat = heartbeatOf(w)
-		}
-		if f.GetSyncComplete() != nil {
-			break
-		}
-	}
-	go idle.read()
-	return idle, nil
+	return openIdle(ctx, connectFrames{stream}, cancel)
 }
 
 func (d *connectDevice) Close() error {
@@ -223,62 +198,15 @@ func (s *connectSession) Close() error {
 	return err
 }
 
-// connectIdle is a bare Connect stream.
-type connectIdle struct {
-	stream    parleyv1connect.ChatServiceConnectClientStream
-	cancel    context.CancelFunc
-	heartbeat time.Duration
-	nonce     uint64
-	done      chan struct{}
-	err       error
-	closeOnce sync.Once
+// connectFrames is a Connect stream over the SDK's HTTP/2 client.
+type connectFrames struct {
+	s parleyv1connect.ChatServiceConnectClientStream
 }
 
-func (i *connectIdle) read() {
-	defer close(i.done)
-	for {
-		if _, err := i.stream.Receive(); err != nil {
-			if errors.Is(err, io.EOF) {
-				err = errors.New("client: server ended the stream")
-			}
-			i.err = err
-			return
-		}
-	}
-}
-
-func (i *connectIdle) Ping() error {
-	i.nonce++
-	return i.stream.Send(&parleyv1.ConnectRequest{Frame: pingFrame(i.nonce)})
-}
-
-func (i *connectIdle) HeartbeatInterval() time.Duration { return i.heartbeat }
-func (i *connectIdle) Done() <-chan struct{}            { return i.done }
-
-func (i *connectIdle) Err() error {
-	select {
-	case <-i.done:
-		return i.err
-	default:
-		return nil
-	}
-}
-
-func (i *connectIdle) Close() error {
-	i.closeOnce.Do(func() {
-		_ = i.stream.CloseSend()
-		timer := time.NewTimer(2 * time.Second)
-		select {
-		case <-i.done:
-		case <-timer.C:
-		}
-		timer.Stop()
-		i.cancel()
-		_ = i.stream.Close()
-		<-i.done
-	})
-	return nil
-}
+func (c connectFrames) send(r *parleyv1.ConnectRequest) error    { return c.s.Send(r) }
+func (c connectFrames) recv() (*parleyv1.ConnectResponse, error) { return c.s.Receive() }
+func (c connectFrames) closeSend() error                         { return c.s.CloseSend() }
+func (c connectFrames) release()                                 { _ = c.s.Close() }
 
 // wireFilter watches a device's Connect streams beneath the SDK and reports
 // deliveries at or below the highest seq seen before in their conversation:

@@ -255,25 +255,7 @@ func (d *grpcDevice) OpenIdle(ctx context.Context) (Idle, error) {
 	if err != nil {
 		return nil, err
 	}
-	stop := context.AfterFunc(ctx, cancel)
-	defer stop()
-	idle := &grpcIdle{cs: cs, cancel: cancel, done: make(chan struct{})}
-	for {
-		var res parleyv1.ConnectResponse
-		if err := cs.RecvMsg(&res); err != nil {
-			cancel()
-			return nil, err
-		}
-		f := res.GetFrame()
-		if w := f.GetWelcome(); w != nil {
-			idle.heartbeat = heartbeatOf(w)
-		}
-		if f.GetSyncComplete() != nil {
-			break
-		}
-	}
-	go idle.read()
-	return idle, nil
+	return openIdle(ctx, grpcFrames{cs}, cancel)
 }
 
 func (d *grpcDevice) Close() error {
@@ -283,59 +265,23 @@ func (d *grpcDevice) Close() error {
 	return nil
 }
 
-// grpcIdle is a bare gRPC Connect stream.
-type grpcIdle struct {
-	cs        grpc.ClientStream
-	cancel    context.CancelFunc
-	heartbeat time.Duration
-	nonce     uint64
-	done      chan struct{}
-	err       error
-	closeOnce sync.Once
-}
+// grpcFrames is a Connect stream over native gRPC.
+type grpcFrames struct{ cs grpc.ClientStream }
 
-func (i *grpcIdle) read() {
-	defer close(i.done)
-	for {
-		var res parleyv1.ConnectResponse
-		if err := i.cs.RecvMsg(&res); err != nil {
-			i.err = err
-			return
-		}
+func (g grpcFrames) send(r *parleyv1.ConnectRequest) error { return g.cs.SendMsg(r) }
+
+func (g grpcFrames) recv() (*parleyv1.ConnectResponse, error) {
+	var res parleyv1.ConnectResponse
+	if err := g.cs.RecvMsg(&res); err != nil {
+		return nil, err
 	}
+	return &res, nil
 }
 
-func (i *grpcIdle) Ping() error {
-	i.nonce++
-	return i.cs.SendMsg(&parleyv1.ConnectRequest{Frame: pingFrame(i.nonce)})
-}
+func (g grpcFrames) closeSend() error { return g.cs.CloseSend() }
 
-func (i *grpcIdle) HeartbeatInterval() time.Duration { return i.heartbeat }
-func (i *grpcIdle) Done() <-chan struct{}            { return i.done }
-
-func (i *grpcIdle) Err() error {
-	select {
-	case <-i.done:
-		return i.err
-	default:
-		return nil
-	}
-}
-
-func (i *grpcIdle) Close() error {
-	i.closeOnce.Do(func() {
-		_ = i.cs.CloseSend()
-		timer := time.NewTimer(2 * time.Second)
-		select {
-		case <-i.done:
-		case <-timer.C:
-		}
-		timer.Stop()
-		i.cancel()
-		<-i.done
-	})
-	return nil
-}
+// release has nothing to do: cancelling the stream's context frees it.
+func (grpcFrames) release() {}
 
 func applyTokens(c *Credentials, t *parleyv1.Tokens) {
 	c.AccessToken = t.GetAccessToken()
