@@ -35,5 +35,5 @@ func TestInflight(t *testing.T) {
 	}
 	_, ok = q.pop()
 	require.False(t, ok)
-	require.Nil(t, q.items, "an empty queue holds no buffer")
+	require.Zero(t, q.q.Cap(), "an empty queue holds no buffer")
 }

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
+	"github.com/parley-im/parley/server/internal/fifo"
 	"github.com/parley-im/parley/server/metrics"
 )
 
@@ -165,12 +166,7 @@ func (c *Conn) judgeLocked(f *parleyv1.ServerFrame) verdict {
 }
 
 // wakeRepairer signals Repairs without blocking.
-func (c *Conn) wakeRepairer() {
-	select {
-	case c.repairs <- struct{}{}:
-	default:
-	}
-}
+func (c *Conn) wakeRepairer() { fifo.Signal(c.repairs) }
 
 // Deliver hands a live frame to the connection without blocking. While the
 // connection is holding the frame waits in pending; when pending or the
@@ -203,7 +199,7 @@ func (c *Conn) Deliver(f *parleyv1.ServerFrame) bool {
 	}
 	// Enqueued under c.mu, so concurrent deliverers (the local fan-out and
 	// the cluster consumer) cannot swap two frames after judging them.
-	depth := c.queue.tryPush(f, c.queue.max)
+	depth := c.queue.TryPush(f, c.queue.Max())
 	c.mu.Unlock()
 	if depth == 0 {
 		c.Close(ErrSlowConsumer)
@@ -238,7 +234,7 @@ func (c *Conn) Push(ctx context.Context, f *parleyv1.ServerFrame) bool {
 func (c *Conn) push(ctx context.Context, f *parleyv1.ServerFrame, live bool) bool {
 	m := f.GetMessage()
 	for {
-		if depth := c.queue.tryPush(f, c.queue.storeShare()); depth > 0 {
+		if depth := c.queue.TryPush(f, storeShare(c.queue)); depth > 0 {
 			if m != nil {
 				c.SetLast(m.GetConversationId(), m.GetSeq())
 			}
@@ -246,7 +242,7 @@ func (c *Conn) push(ctx context.Context, f *parleyv1.ServerFrame, live bool) boo
 			return true
 		}
 		select {
-		case <-c.queue.space:
+		case <-c.queue.Space():
 		case <-c.done:
 			return false
 		case <-ctx.Done():
@@ -355,11 +351,11 @@ func (c *Conn) Release(ctx context.Context) bool {
 // the queue.
 func (c *Conn) Next(ctx context.Context) (*parleyv1.ServerFrame, bool) {
 	for {
-		if f, ok := c.queue.pop(); ok {
+		if f, ok := c.queue.Pop(); ok {
 			return f, true
 		}
 		select {
-		case <-c.queue.ready:
+		case <-c.queue.Ready():
 		case <-c.done:
 			return nil, false
 		case <-ctx.Done():

@@ -17,7 +17,7 @@ func drain(t *testing.T, c *Conn) []uint64 {
 	t.Helper()
 	var seqs []uint64
 	for {
-		f, ok := c.queue.pop()
+		f, ok := c.queue.Pop()
 		if !ok {
 			return seqs
 		}
@@ -114,7 +114,7 @@ func BenchmarkDeliverToUser(b *testing.B) {
 		if h.DeliverToUser("u1", "", msgFrame("c", seq)) != 1 {
 			b.Fatal("not delivered")
 		}
-		c.queue.pop()
+		c.queue.Pop()
 	}
 }
 
@@ -209,10 +209,10 @@ func TestLiveMessagesStayInOrder(t *testing.T) {
 		}
 		require.True(t, c.Deliver(ack(1, true)))
 		require.True(t, c.Deliver(ack(4, false)))
-		f, ok := c.queue.pop()
+		f, ok := c.queue.Pop()
 		require.True(t, ok)
 		require.True(t, f.GetSendAck().GetDuplicate())
-		_, ok = c.queue.pop()
+		_, ok = c.queue.Pop()
 		require.False(t, ok, "the SendAck of seq 4 waits for seq 3")
 	})
 	t.Run("a_send_ack_the_backlog_overtook_still_answers_the_send", func(t *testing.T) {
@@ -224,8 +224,8 @@ func TestLiveMessagesStayInOrder(t *testing.T) {
 		}}}))
 		require.True(t, c.Push(ctx, msgFrame("c", 1)))
 		require.True(t, c.Release(ctx))
-		_, _ = c.queue.pop()
-		f, ok := c.queue.pop()
+		_, _ = c.queue.Pop()
+		f, ok := c.queue.Pop()
 		require.True(t, ok)
 		require.Equal(t, "x", f.GetSendAck().GetClientMsgId())
 	})

@@ -87,7 +87,7 @@ func BenchmarkDeliverMetrics(b *testing.B) {
 				f := msgFrame("c", seq)
 				f.GetMessage().CreatedAt = created
 				h.Route(b.Context(), []Delivery{{Frame: f, Users: users}})
-				c.queue.pop()
+				c.queue.Pop()
 			}
 		})
 	}
