@@ -10,7 +10,7 @@ MAKEFLAGS += --no-builtin-rules
 MAKEFLAGS += --no-print-directory
 
 # Pinned tools. buf and protoc-gen-es come from clients/ts/package.json
-# (@bufbuild/buf, @bufbuild/protoc-gen-es), protoc-gen-go and
+# (@bufbuild/buf, @bufbuild/protoc-gen-es; one npm workspace in clients/), protoc-gen-go and
 # protoc-gen-connect-go from go.mod's tool block; the rest are here.
 GOLANGCI_LINT_VERSION := v2.15.0
 GRPCURL_VERSION := v1.9.4
@@ -22,11 +22,13 @@ TMP := $(abspath .tmp)
 # $(BIN), so bumping a version reinstalls it and nothing else.
 BIN := $(TMP)/bin
 TOOLS := $(TMP)/tools
-TS := clients/ts
-NPM_STAMP := $(TS)/node_modules/.package-lock.json
+CLIENTS := clients
+TS := $(CLIENTS)/ts
+WEB := $(CLIENTS)/web
+NPM_STAMP := $(CLIENTS)/node_modules/.package-lock.json
 PROTOVALIDATE := $(TMP)/protovalidate/buf/validate/validate.proto
 GEN_DIRS := clients/go/gen clients/ts/src/gen
-export PATH := $(BIN):$(abspath $(TS)/node_modules/.bin):$(PATH)
+export PATH := $(BIN):$(abspath $(CLIENTS)/node_modules/.bin):$(PATH)
 
 GO_TEST_TIMEOUT ?= 20m
 GO_TEST_FLAGS ?=
@@ -164,8 +166,8 @@ images: ## Build container images as OCI tarballs (arrives with the operator iss
 clean: ## Delete bin/ and .tmp/ (tools, protovalidate copy); keeps ./data and node_modules
 	rm -rf bin $(TMP)
 
-$(NPM_STAMP): $(TS)/package.json $(TS)/package-lock.json
-	cd $(TS) && npm ci --no-audit --no-fund
+$(NPM_STAMP): $(CLIENTS)/package.json $(CLIENTS)/package-lock.json $(TS)/package.json $(WEB)/package.json
+	cd $(CLIENTS) && npm ci --no-audit --no-fund
 	@# npm ci rewrites the stamp; touch it in case npm kept an older mtime.
 	touch $@
 

@@ -36,7 +36,7 @@ const (
 // readmeTools are the programs the examples run, with how to install them.
 var readmeTools = map[string]string{
 	"grpcurl": "go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4 (or `make tools`, which puts it in .tmp/bin)",
-	"buf":     "cd clients/ts && npm ci (buf lands in clients/ts/node_modules/.bin; `make tools` does this)",
+	"buf":     "cd clients && npm ci (buf lands in clients/node_modules/.bin; `make tools` does this)",
 	"bash":    "apt-get install -y bash",
 }
 
