@@ -144,6 +144,9 @@ type Deps struct {
 	// server's own (panic recovery, authentication, validation): tracing
 	// and RPC metrics, which must see every call, refused ones included.
 	Interceptors []connect.ServerInterceptor
+	// Fallback serves every request no procedure claims: the web app.
+	// Nil answers them 404.
+	Fallback http.Handler
 }
 
 // Presence tracks which users have a device online. On one node the hub
@@ -258,6 +261,10 @@ func New(cfg Config, d Deps) (*Server, error) {
 	// bytes it saves, so only large responses (history pages) are
 	// compressed.
 	connecthttp.Mount(mux, cs, connecthttp.WithCompressMinBytes(compressMinBytes))
+	if d.Fallback != nil {
+		// The most specific pattern wins, so procedures keep their paths.
+		mux.Handle("/", d.Fallback)
+	}
 	s.handler = mux
 	return s, nil
 }

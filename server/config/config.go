@@ -41,6 +41,10 @@ type Config struct {
 	// private network. Empty disables them. Several processes on one
 	// machine need an address each.
 	AdminListen string `yaml:"admin_listen" env:"ADMIN_LISTEN"`
+	// WebDir holds the built web app (clients/web/dist), served at / next
+	// to the API. A directory without index.html gets a page saying how
+	// to build the app; empty serves no pages at all.
+	WebDir string `yaml:"web_dir" env:"WEB_DIR"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level" env:"LOG_LEVEL"`
 	// LogFormat is text (logfmt-like key=value lines) or json (one
@@ -87,6 +91,7 @@ func Default() Config {
 		Listen:          "127.0.0.1:8080",
 		DataDir:         "data",
 		AdminListen:     "127.0.0.1:9090",
+		WebDir:          "clients/web/dist",
 		LogLevel:        "info",
 		LogFormat:       "text",
 		ShutdownTimeout: 15 * time.Second,
@@ -183,6 +188,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (env PARLEY_LOG_LEVEL)")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json (env PARLEY_LOG_FORMAT)")
 	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "`address` of /metrics, /debug/pprof, /healthz and /readyz; empty disables them (env PARLEY_ADMIN_LISTEN)")
+	fs.StringVar(&cfg.WebDir, "web-dir", cfg.WebDir, "`directory` of the built web app served at /; empty serves no pages (env PARLEY_WEB_DIR)")
 	fs.StringVar(&cfg.OTLPEndpoint, "otlp-endpoint", cfg.OTLPEndpoint, "OpenTelemetry collector (OTLP/gRPC) `host:port` or URL receiving trace spans; empty disables tracing (env PARLEY_OTLP_ENDPOINT)")
 	fs.DurationVar(&cfg.Chat.RecallWindow, "recall-window", cfg.Chat.RecallWindow, "how long senders may recall a message")
 	fs.IntVar(&cfg.Chat.MaxGroupSize, "max-group-size", cfg.Chat.MaxGroupSize, "most members of a group")

@@ -39,6 +39,7 @@ import (
 	"github.com/parley-im/parley/server/internal/tracing"
 	"github.com/parley-im/parley/server/metrics"
 	"github.com/parley-im/parley/server/route"
+	"github.com/parley-im/parley/server/web"
 	"github.com/parley-im/parley/storage"
 	"github.com/parley-im/parley/storage/embedded"
 	"github.com/parley-im/parley/storage/postgres"
@@ -159,6 +160,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Metrics:      m,
 		// Tracing outermost, so that a call's span covers its metrics.
 		Interceptors: append(tr.Interceptors(), m.RPC.Interceptor()),
+		Fallback:     webApp(cfg.WebDir, logger),
 	})
 	if err != nil {
 		return err
@@ -457,4 +459,18 @@ func (a *adminServer) close() {
 	if a.srv != nil {
 		_ = a.srv.Close()
 	}
+}
+
+// webApp is the handler for the built web app, or nil when dir is empty.
+// An app that was never built is worth one warning at start: the page at /
+// then says how to build it.
+func webApp(dir string, logger *slog.Logger) http.Handler {
+	if dir == "" {
+		return nil
+	}
+	h, err := web.New(dir)
+	if err != nil {
+		logger.Warn("serving a placeholder at /: build the web app with `make web`", "err", err)
+	}
+	return h
 }
