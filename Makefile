@@ -45,8 +45,33 @@ help: ## Describe the make targets
 	@grep -E '^[a-zA-Z_-]+:.*?## .*$$' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
 .PHONY: run
-run: ## Run parleyd on 127.0.0.1:8080 with the embedded store in ./data (RUN_FLAGS=... for more)
+run: ## Build the web app (when Node is present) and run parleyd on 127.0.0.1:8080, data in ./data (RUN_FLAGS=...)
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+		$(MAKE) web || echo "run: the web app did not build (see above); starting the API without it."; \
+	else \
+		echo "run: Node.js and npm not found, so the web app is not built; the API works without it."; \
+		echo "run: for the chat app at http://127.0.0.1:8080/ install Node.js 20 or newer with npm (nodejs.org, or your distribution if it ships 20+) and run make run again."; \
+	fi
 	go run ./server/cmd/parleyd $(RUN_FLAGS)
+
+# The web app (clients/web) is built on the SDK's compiled output
+# (clients/ts/dist), so the SDK builds first. Both are rebuilt only when
+# their sources change; the built files are never committed.
+WEB_DIST := $(WEB)/dist/index.html
+TS_DIST := $(TS)/dist/index.js
+TS_SRC := $(shell find $(TS)/src -name '*.ts' 2>/dev/null) $(TS)/package.json $(wildcard $(TS)/tsconfig*.json)
+WEB_SRC := $(shell find $(WEB)/src $(WEB)/public -type f 2>/dev/null) $(WEB)/package.json $(wildcard $(WEB)/index.html $(WEB)/vite.config.* $(WEB)/tsconfig*.json)
+
+.PHONY: web
+web: $(WEB_DIST) ## Build the TypeScript SDK and the web app into clients/web/dist (needs Node 20+)
+
+$(TS_DIST): $(NPM_STAMP) $(TS_SRC)
+	cd $(CLIENTS) && npm run --silent build -w @parley/client
+	touch $@
+
+$(WEB_DIST): $(TS_DIST) $(WEB_SRC)
+	cd $(CLIENTS) && npm run --silent build -w @parley/web
+	touch $@
 
 .PHONY: build
 build: ## Build bin/parleyd (server) and bin/parley (CLI)
@@ -54,9 +79,23 @@ build: ## Build bin/parleyd (server) and bin/parley (CLI)
 	go build -o bin/parley ./clients/go/cmd/parley
 
 .PHONY: test
-test: tools checkgen ## Run every test with -race, after checking generated code is current
+test: tools checkgen ## Run every test with -race (Go, the TypeScript SDK, the web app in Chromium), after checking generated code is current
 	go test -race -timeout $(GO_TEST_TIMEOUT) $(GO_TEST_FLAGS) ./...
-	@# The TypeScript and browser tests join here with their issues.
+	$(MAKE) test-ts test-web
+
+# The TypeScript tests start the parleyd built here (PARLEYD_BIN), so each
+# test process does not build its own.
+PARLEYD_TEST_BIN := $(TMP)/ts-test/parleyd
+
+.PHONY: test-ts
+test-ts: $(TS_DIST) ## Run the TypeScript SDK's tests against a real parleyd
+	go build -o $(PARLEYD_TEST_BIN) ./server/cmd/parleyd
+	cd $(CLIENTS) && PARLEYD_BIN=$(PARLEYD_TEST_BIN) npm test -w @parley/client
+
+.PHONY: test-web
+test-web: $(WEB_DIST) ## Run the web app's browser tests (Chromium at /usr/bin/chromium) against a real parleyd
+	go build -o $(PARLEYD_TEST_BIN) ./server/cmd/parleyd
+	cd $(CLIENTS) && PARLEYD_BIN=$(PARLEYD_TEST_BIN) npm test -w @parley/web
 
 # make bench: the hot paths' Go benchmarks (frame encoding, routing, store
 # append, fan-out) and the standard load suite (loadtest/suite.txt) against
