@@ -27,7 +27,7 @@ TS := $(CLIENTS)/ts
 WEB := $(CLIENTS)/web
 NPM_STAMP := $(CLIENTS)/node_modules/.package-lock.json
 PROTOVALIDATE := $(TMP)/protovalidate/buf/validate/validate.proto
-GEN_DIRS := clients/go/gen clients/ts/src/gen
+GEN_DIRS := clients/go/gen clients/ts/src/gen clients/mobile/kotlin/gen
 export PATH := $(BIN):$(abspath $(CLIENTS)/node_modules/.bin):$(PATH)
 
 GO_TEST_TIMEOUT ?= 20m
@@ -81,7 +81,7 @@ build: ## Build bin/parleyd (server) and bin/parley (CLI)
 .PHONY: test
 test: tools checkgen ## Run every test with -race (Go, the TypeScript SDK, the web app in Chromium), after checking generated code is current
 	go test -race -timeout $(GO_TEST_TIMEOUT) $(GO_TEST_FLAGS) ./...
-	$(MAKE) test-ts test-web
+	$(MAKE) check-mobile-java test-ts test-web
 
 # The TypeScript tests start the parleyd built here (PARLEYD_BIN), so each
 # test process does not build its own.
@@ -137,9 +137,24 @@ bench-go: ## Run any Go benchmarks with -benchmem (BENCH=regexp BENCH_PKGS=./ser
 tools: $(NPM_STAMP) $(BIN)/grpcurl ## Install the pinned tools the tests need (buf, protoc-gen-es, grpcurl)
 
 .PHONY: gen
-gen: $(NPM_STAMP) protodeps ## Regenerate Go and TypeScript code from proto/ and format proto/
+gen: $(NPM_STAMP) protodeps ## Regenerate Go, TypeScript and Android (Java/Kotlin lite) code from proto/ and format proto/
 	buf format -w proto
 	buf generate
+	$(MAKE) gen-mobile
+
+# The committed Android messages are protoc 3.21's (Debian 12's
+# protobuf-compiler): another protoc version generates different code, so
+# it is refused rather than allowed to rewrite them. Swift and the Connect
+# clients come from remote plugins: see clients/mobile/README.md.
+.PHONY: gen-mobile
+gen-mobile: $(NPM_STAMP) protodeps ## Regenerate the committed Android messages (Java/Kotlin lite) with protoc 3.21
+	@command -v protoc >/dev/null || { echo "gen-mobile: protoc not found: apt-get install protobuf-compiler" >&2; exit 1; }
+	@v="$$(protoc --version)"; case "$$v" in "libprotoc 3.21."*) ;; *) echo "gen-mobile: $$v: the committed code is protoc 3.21's (Debian 12 protobuf-compiler); another version rewrites it" >&2; exit 1;; esac
+	buf generate --template buf.gen.mobile.yaml
+
+.PHONY: check-mobile-java
+check-mobile-java: ## Compile the committed Java messages and check them against Go's wire format (JDK + libprotobuf-java)
+	clients/mobile/kotlin/check-java.sh
 
 .PHONY: checkgen
 checkgen: gen ## Fail if `make gen` changes anything under proto/ or the generated dirs
