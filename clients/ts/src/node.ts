@@ -1,0 +1,30 @@
+import type { Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+
+/** Options of {@link createNodeTransport}. */
+export interface NodeTransportOptions {
+  /** Wire protocol; default "connect". */
+  protocol?: "connect" | "grpc" | "grpc-web";
+  /** Default "2" for gRPC (which requires it) and "1.1" otherwise. parleyd speaks HTTP/2 without TLS (h2c) too. */
+  httpVersion?: "1.1" | "2";
+}
+
+/**
+ * Returns a Node.js transport (node:http / node:http2) to a parleyd at
+ * baseUrl, e.g. "http://127.0.0.1:8080". Throws for gRPC over HTTP/1.1.
+ */
+export function createNodeTransport(baseUrl: string, opts: NodeTransportOptions = {}): Transport {
+  const protocol = opts.protocol ?? "connect";
+  const httpVersion = opts.httpVersion ?? (protocol === "grpc" ? "2" : "1.1");
+  switch (protocol) {
+    case "connect":
+      return createConnectTransport({ baseUrl, httpVersion });
+    case "grpc-web":
+      return createGrpcWebTransport({ baseUrl, httpVersion });
+    case "grpc":
+      if (httpVersion !== "2") throw new Error("parley: createNodeTransport: gRPC needs httpVersion \"2\"");
+      return createGrpcTransport({ baseUrl });
+    default:
+      throw new Error(`parley: createNodeTransport: unknown protocol ${String(protocol)}`);
+  }
+}
