@@ -1,0 +1,28 @@
+import { defineConfig, type PluginOption } from "vite";
+import vue from "@vitejs/plugin-vue";
+
+// The API parleyd serves next to the app; `vite dev` forwards it to a parleyd
+// started with `make run` so the page can keep talking to its own origin.
+const api = process.env.PARLEY_API ?? "http://127.0.0.1:8080";
+
+export default defineConfig({
+  // npm hoists vite 8 (vitest's) to clients/node_modules next to
+  // @vitejs/plugin-vue, so the plugin's types name vite 8's; this package
+  // builds with its own vite 7.3.8, which runs the plugin as is.
+  plugins: [vue() as unknown as PluginOption],
+  server: {
+    host: "127.0.0.1",
+    port: 5173,
+    strictPort: true,
+    proxy: {
+      "/parley.v1.": { target: api, changeOrigin: false },
+      "/grpc.": { target: api, changeOrigin: false },
+    },
+  },
+  build: {
+    outDir: "dist",
+    emptyOutDir: true,
+    target: "es2022",
+    sourcemap: true,
+  },
+});
