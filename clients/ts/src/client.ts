@@ -18,7 +18,10 @@ export interface ClientOptions {
    * once, so a stale copy cannot resume the session.
    */
   onCredentials?: (c: Credentials) => void;
-  /** Refresh before a call when the access token expires within this. Default 30 000 ms. */
+  /**
+   * Refresh before a call when the access token expires within this (at
+   * most half the token's lifetime, when known). Default 30 000 ms.
+   */
   refreshSkewMs?: number;
 }
 
@@ -54,9 +57,9 @@ export class ParleyClient {
   readonly #tokens: TokenManager;
   readonly #auth: Client<typeof AuthService>;
 
-  private constructor(transport: Transport, creds: Credentials, opts: ClientOptions) {
+  private constructor(transport: Transport, creds: Credentials, opts: ClientOptions, fresh: boolean) {
     const plain = createClient(AuthService, transport);
-    this.#tokens = new TokenManager(plain, creds, opts.refreshSkewMs ?? defaultRefreshSkewMs, opts.onCredentials);
+    this.#tokens = new TokenManager(plain, creds, opts.refreshSkewMs ?? defaultRefreshSkewMs, opts.onCredentials, fresh);
     const authed = withBearer(transport, this.#tokens);
     this.#auth = createClient(AuthService, authed);
     this.conversations = createClient(ConversationService, authed);
@@ -95,7 +98,7 @@ export class ParleyClient {
    * rejects with ParleyAuthError.
    */
   static resume(transport: Transport, creds: Credentials, opts: ClientOptions = {}): ParleyClient {
-    return new ParleyClient(transport, creds, opts);
+    return new ParleyClient(transport, creds, opts, false);
   }
 
   static #signedIn(
@@ -107,7 +110,7 @@ export class ParleyClient {
   ): ParleyClient {
     if (!tokens) throw new Error("parley: the server signed in without sending tokens");
     const creds: Credentials = { user: userInfo(user), deviceId, ...tokenFields(tokens) };
-    const client = new ParleyClient(transport, creds, opts);
+    const client = new ParleyClient(transport, creds, opts, true);
     opts.onCredentials?.(client.credentials());
     return client;
   }

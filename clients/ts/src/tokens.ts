@@ -47,6 +47,9 @@ export class TokenManager {
   readonly #onCredentials: ((c: Credentials) => void) | undefined;
   readonly #onEnd = new Set<(err: ParleyAuthError) => void>();
   #creds: Credentials;
+  // How long the current access token lived when it was issued; undefined
+  // for resumed credentials, whose issue time is unknown.
+  #lifetimeMs: number | undefined;
   #ended: ParleyAuthError | undefined;
   #refreshing: Promise<void> | undefined;
 
@@ -55,10 +58,12 @@ export class TokenManager {
    * @param creds the device's current credentials.
    * @param skewMs refresh before a call when the access token expires within this.
    * @param onCredentials told about every new set of credentials.
+   * @param fresh creds were issued just now (register, login), not resumed.
    */
-  constructor(auth: Client<typeof AuthService>, creds: Credentials, skewMs: number, onCredentials?: (c: Credentials) => void) {
+  constructor(auth: Client<typeof AuthService>, creds: Credentials, skewMs: number, onCredentials?: (c: Credentials) => void, fresh = false) {
     this.#auth = auth;
     this.#creds = { ...creds, user: { ...creds.user } };
+    if (fresh) this.#lifetimeMs = creds.accessExpiresAt - Date.now();
     this.#skewMs = skewMs;
     this.#onCredentials = onCredentials;
   }
@@ -81,7 +86,9 @@ export class TokenManager {
 
   /**
    * Returns an access token to use now, refreshing first when the current
-   * one expires within the skew. A failed early refresh is no error while the
+   * one expires within the skew, capped at half the token's lifetime (a
+   * server with short-lived tokens would otherwise see a refresh before every
+   * call). A failed early refresh is no error while the
    * current token still works: the call goes ahead and the reactive path
    * (an "expired" answer) tries again. Rejects with ParleyAuthError once the
    * session is over.
@@ -89,7 +96,8 @@ export class TokenManager {
   async accessToken(): Promise<string> {
     if (this.#ended) throw this.#ended;
     const { accessToken, accessExpiresAt } = this.#creds;
-    if (accessExpiresAt === 0 || Date.now() + this.#skewMs < accessExpiresAt) return accessToken;
+    const skew = this.#lifetimeMs === undefined ? this.#skewMs : Math.min(this.#skewMs, this.#lifetimeMs / 2);
+    if (accessExpiresAt === 0 || Date.now() + skew < accessExpiresAt) return accessToken;
     try {
       await this.refresh(accessToken);
     } catch (err) {
@@ -157,6 +165,7 @@ export class TokenManager {
     if (!tokens) throw new ConnectError("parley: refresh: the server sent no tokens", Code.Internal);
     if (this.#ended) throw this.#ended; // logged out while the call ran
     this.#creds = { ...this.#creds, ...tokenFields(tokens) };
+    this.#lifetimeMs = this.#creds.accessExpiresAt - Date.now();
     this.#onCredentials?.(this.credentials());
   }
 }

@@ -4,6 +4,7 @@
 import type { Transport } from "@connectrpc/connect";
 import { ParleyClient, type ClientOptions } from "../src/client.js";
 import type { Message } from "../src/gen/parley/v1/common_pb.js";
+import type { ServerFrame, SubscribeResponse } from "../src/gen/parley/v1/chat_pb.js";
 import type { SubscribeOptions, Subscription, SubscriptionEvent } from "../src/subscription.js";
 import { createNodeTransport } from "../src/node.js";
 import { createWebTransport } from "../src/web.js";
@@ -21,6 +22,29 @@ export const transports: TransportKind[] = [
   { name: "grpc_web_fetch", make: (url) => createWebTransport(url, { protocol: "grpc-web" }) },
   { name: "connect_fetch", make: (url) => createWebTransport(url) },
 ];
+
+/**
+ * Wraps a transport to report every frame read from a Subscribe stream, before
+ * the SDK sees it: tests compare what the server sent with what the app got.
+ */
+export function tap(inner: Transport, onFrame: (f: ServerFrame) => void): Transport {
+  return {
+    unary: (...args) => inner.unary(...args),
+    async stream(method, signal, timeoutMs, header, input, contextValues) {
+      const res = await inner.stream(method, signal, timeoutMs, header, input, contextValues);
+      if (method.name !== "Subscribe") return res;
+      const source = res.message;
+      async function* frames() {
+        for await (const m of source) {
+          const f = (m as SubscribeResponse).frame;
+          if (f) onFrame(f);
+          yield m;
+        }
+      }
+      return { ...res, message: frames() };
+    },
+  };
+}
 
 /**
  * Polls cond every 10 ms until it returns a truthy value, and returns it;

@@ -18,6 +18,12 @@ export interface Parleyd {
   restart(): Promise<void>;
   /** The server's data directory (fresh per startParleyd call). */
   dataDir: string;
+  /**
+   * Sends a signal to the running process, e.g. "SIGSTOP" to make it
+   * silent without closing its connections (then "SIGCONT"). An addition to
+   * the agreed shape; no-op while stopped.
+   */
+  kill(signal: NodeJS.Signals): void;
 }
 
 /** Options of {@link startParleyd}. */
@@ -109,12 +115,13 @@ export async function startParleyd(opts: StartOptions = {}): Promise<Parleyd> {
       }
     }
   };
-  return { url, dataDir, stop, restart };
+  return { url, dataDir, stop, restart, kill: (sig) => proc.kill(sig) };
 }
 
 interface Running {
   url: string;
   stop(): Promise<void>;
+  kill(signal: NodeJS.Signals): void;
 }
 
 function launch(bin: string, args: string[]): Promise<Running> {
@@ -138,6 +145,8 @@ function launch(bin: string, args: string[]): Promise<Running> {
   const stop = async (): Promise<void> => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill("SIGTERM");
+    // A stopped process (kill("SIGSTOP")) would keep SIGTERM pending.
+    child.kill("SIGCONT");
     const timer = setTimeout(() => child.kill("SIGKILL"), killAfterMs);
     await exited;
     clearTimeout(timer);
@@ -162,7 +171,7 @@ function launch(bin: string, args: string[]): Promise<Running> {
       if (m) {
         settled = true;
         clearTimeout(timer);
-        resolveReady({ url: m[1]!, stop });
+        resolveReady({ url: m[1]!, stop, kill: (sig) => void (child.exitCode === null && child.signalCode === null && child.kill(sig)) });
       }
     });
   });
