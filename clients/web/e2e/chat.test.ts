@@ -29,6 +29,11 @@ async function newTab(name: string, viewport = { width: 1180, height: 780 }): Pr
   const ctx = await browser!.newContext({ viewport });
   const page = await ctx.newPage();
   page.on("pageerror", (err) => pageErrors.push(`${name}: ${err.message}`));
+  // Failed requests while the server restarts are expected console errors; a
+  // Content-Security-Policy violation (parleyd sends a strict one) is not.
+  page.on("console", (msg) => {
+    if (msg.type() === "error" && /Content Security Policy/i.test(msg.text())) pageErrors.push(`${name}: ${msg.text()}`);
+  });
   await page.goto(server!.url);
   const tab = new Tab(page, name);
   tabs.push(tab);
@@ -157,7 +162,7 @@ describe("web app", () => {
     await bob.waitMessages(direct);
   });
 
-  step("runs a group of three: add a member, chat, Seen by 2, leave", async () => {
+  step("runs a group of three: add a member, chat, Seen by 2, leave, remove", async () => {
     carol = await newTab("carol");
     await carol.register("carol", "Carol", password);
 
@@ -195,6 +200,14 @@ describe("web app", () => {
     await until(carol.page, "Trio is gone from Carol's list", () => !document.querySelector('[data-testid=conversation][data-title="Trio"]'), null);
     await alice.waitText("system-message", "Carol left");
     await bob.waitText("system-message", "Carol left");
+
+    // The owner removes Bob, whose composer gives way to a note.
+    await alice.page.getByTestId("members-button").click();
+    await alice.page.locator("[data-testid=member][data-username=bob]").getByTestId("remove-member").click();
+    await alice.waitText("system-message", "You removed Bob");
+    await bob.waitText("system-message", "Alice removed you");
+    await bob.page.getByTestId("left-note").waitFor({ timeout: waitMs });
+    await alice.page.getByTestId("members-button").click();
   });
 
   step(
@@ -260,6 +273,14 @@ describe("web app", () => {
     await phone.page.getByTestId("auth-form").waitFor({ timeout: waitMs });
     // The first tab of Bob is a device of its own and stays signed in.
     expect(await bob.connState()).toBe("live");
+  });
+
+  step("starts a duplicated tab signed out instead of sharing the device", async () => {
+    // window.open copies sessionStorage, like a browser's "Duplicate tab".
+    const [copy] = await Promise.all([alice.page.waitForEvent("popup"), alice.page.evaluate(() => void window.open(window.location.href))]);
+    await copy.getByTestId("auth-form").waitFor({ timeout: waitMs });
+    await copy.close();
+    expect(await alice.connState()).toBe("live");
   });
 
   step("raised no errors in any page", async () => {
