@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { createNodeTransport } from "../src/node.js";
 import type { ParleyClient } from "../src/client.js";
 import { startParleyd, type Parleyd } from "./parleyd.js";
@@ -19,7 +20,7 @@ async function sendMany(c: ParleyClient, conv: string, n: number): Promise<void>
   }
 }
 
-describe("catch-up", () => {
+describe("subscription", () => {
   it("reports a gap the app pages with history, acks past it, and flags a changed epoch", async () => {
     const t = createNodeTransport(srv.url);
     const [alice, bob] = await Promise.all([newUser(t, "alice"), newUser(t, "bob")]);
@@ -49,5 +50,29 @@ describe("catch-up", () => {
     await again.next("synced");
     expect(again.events.map((e) => e.kind)).toEqual(["connected", "synced"]);
     await again.sub.close();
+  });
+
+  it("close is final: one closed event, retrying sends cancelled, later sends refused", async () => {
+    const t = createNodeTransport(srv.url);
+    const erin = await newUser(t, "erin");
+    const frank = await newUser(t, "frank");
+    const conv = (await erin.conversations.createDirect({ peer: { case: "userId", value: frank.userId } })).conversation!.id;
+    const r = record(erin);
+    await r.next("synced");
+    await srv.stop();
+    try {
+      const pending = r.sub.send(conv, "never confirmed");
+      await r.next("disconnected");
+      await Promise.all([r.sub.close(), r.sub.close()]);
+      const err = await pending.catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ConnectError);
+      expect((err as ConnectError).code).toBe(Code.Canceled);
+      await expect(r.sub.send(conv, "too late")).rejects.toMatchObject({ code: Code.Canceled });
+      expect(r.events.filter((e) => e.kind === "closed")).toEqual([{ kind: "closed" }]);
+      expect(r.events.at(-1)).toEqual({ kind: "closed" });
+      expect(r.sub.state).toBe("closed");
+    } finally {
+      await srv.restart();
+    }
   });
 });
