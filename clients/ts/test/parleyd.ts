@@ -47,10 +47,24 @@ const keepOutputBytes = 16 * 1024;
 // the test process even when a test fails before calling stop().
 const live = new Set<ChildProcess>();
 const dataDirs = new Set<string>();
-process.on("exit", () => {
+function cleanUp(): void {
   for (const p of live) p.kill("SIGKILL");
+  live.clear();
   for (const d of dataDirs) rmSync(d, { recursive: true, force: true });
-});
+  dataDirs.clear();
+}
+process.on("exit", cleanUp);
+// Vitest ends its worker processes with SIGTERM, which skips "exit"
+// handlers. Clean up, then re-raise the signal with this handler gone, so
+// the process still ends as it would have (or as its other handlers decide).
+for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
+  const onSignal = (): void => {
+    cleanUp();
+    process.removeListener(sig, onSignal);
+    if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+  };
+  process.on(sig, onSignal);
+}
 
 let built: Promise<string> | undefined;
 
