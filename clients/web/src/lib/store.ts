@@ -101,6 +101,12 @@ export interface ChatState {
   users: Record<string, UserInfo>;
   /** presence of direct peers: user id -> online. */
   presence: Record<string, boolean>;
+  /**
+   * presenceKnown holds the direct peers whose presence the stream reports:
+   * parleyd picks them when the stream opens, so a peer of a direct chat
+   * started later is unknown (no dot) until the next connection.
+   */
+  presenceKnown: Record<string, true>;
   openId: string | null;
   toasts: Toast[];
   /** now ticks every few seconds, for views that depend on the time. */
@@ -152,6 +158,7 @@ export class ChatStore {
       convs: {},
       users: { [me.id]: me },
       presence: {},
+      presenceKnown: {},
       openId: null,
       toasts: [],
       now: Date.now(),
@@ -197,12 +204,17 @@ export class ChatStore {
     if (this.stopped) return;
     switch (ev.kind) {
       case "connected":
+        // A new stream reports who is online afresh; what we knew may be stale.
+        this.state.presence = {};
         break;
       case "synced":
         this.state.conn = "live";
         this.state.retryAt = 0;
         // What happened while we were away (reads, membership, unread counts).
-        void this.refreshList().then(() => this.markOpenRead());
+        void this.refreshList().then(() => {
+          this.notePresenceScope();
+          this.markOpenRead();
+        });
         if (this.state.openId) void this.loadMembers(this.state.openId);
         break;
       case "message":
@@ -219,6 +231,7 @@ export class ChatStore {
         break;
       case "presence":
         this.state.presence[ev.presence.userId] = ev.presence.online;
+        this.state.presenceKnown[ev.presence.userId] = true;
         break;
       case "error":
         this.toast(errorMessage(ev.error));
@@ -238,6 +251,22 @@ export class ChatStore {
         if (ev.error instanceof ParleyAuthError) this.endSession();
         break;
     }
+  }
+
+  /** notePresenceScope records the direct peers the current stream reports presence for. */
+  private notePresenceScope(): void {
+    const known: Record<string, true> = {};
+    for (const c of Object.values(this.state.convs)) {
+      if (c.kind === ConversationKind.DIRECT && c.peerId) known[c.peerId] = true;
+    }
+    for (const id of Object.keys(this.state.presence)) known[id] = true;
+    this.state.presenceKnown = known;
+  }
+
+  /** presenceOf is a direct peer's presence, or undefined when the stream does not report it. */
+  presenceOf(userId: string): "online" | "offline" | undefined {
+    if (!userId || !this.state.presenceKnown[userId]) return undefined;
+    return this.state.presence[userId] ? "online" : "offline";
   }
 
   private endSession(): void {
