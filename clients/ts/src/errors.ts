@@ -38,7 +38,9 @@ export function isAccessExpired(err: unknown): boolean {
  */
 export function isTransient(err: unknown): boolean {
   if (err instanceof ParleyAuthError) return false;
-  if (!(err instanceof ConnectError)) return true; // a network failure the transport did not wrap
+  // Clients wrap every failure of a call, network ones included, in a
+  // ConnectError; anything else is a bug that a retry would only repeat.
+  if (!(err instanceof ConnectError)) return false;
   switch (err.code) {
     case Code.Unavailable:
     case Code.DeadlineExceeded:
