@@ -146,6 +146,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	authSvc.SetMetrics(m.RateLimit)
 	checker := health.NewChecker()
+	app, appBuilt := webApp(cfg.WebDir, logger)
 	srv, err := server.New(cfg.Chat, server.Deps{
 		Store:        store,
 		Engine:       eng,
@@ -160,7 +161,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Metrics:      m,
 		// Tracing outermost, so that a call's span covers its metrics.
 		Interceptors: append(tr.Interceptors(), m.RPC.Interceptor()),
-		Fallback:     webApp(cfg.WebDir, logger),
+		Fallback:     app,
 	})
 	if err != nil {
 		return err
@@ -201,6 +202,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fmt.Fprintf(stdout, "parleyd is serving on http://%s (Connect, gRPC, gRPC-Web; data in %s)\n", addr, cfg.DataDir)
 	fmt.Fprintf(stdout, "  try: go run ./clients/go/cmd/parley -server http://%s register alice\n", addr)
 	fmt.Fprintf(stdout, "       grpcurl -plaintext %s list\n", addr)
+	if appBuilt {
+		fmt.Fprintf(stdout, "  web app: http://%s/\n", addr)
+	}
 
 	select {
 	case <-ctx.Done():
@@ -461,16 +465,17 @@ func (a *adminServer) close() {
 	}
 }
 
-// webApp is the handler for the built web app, or nil when dir is empty.
-// An app that was never built is worth one warning at start: the page at /
-// then says how to build it.
-func webApp(dir string, logger *slog.Logger) http.Handler {
+// webApp is the handler for the built web app, or nil when dir is empty;
+// built says whether the app is there. An app that was never built is
+// worth one warning at start: the page at / then says how to build it.
+func webApp(dir string, logger *slog.Logger) (h http.Handler, built bool) {
 	if dir == "" {
-		return nil
+		return nil, false
 	}
 	h, err := web.New(dir)
 	if err != nil {
 		logger.Warn("serving a placeholder at /: build the web app with `make web`", "err", err)
+		return h, false
 	}
-	return h
+	return h, true
 }
