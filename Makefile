@@ -88,7 +88,8 @@ test: tools checkgen ## Run every test with -race (Go, the TypeScript SDK, the w
 PARLEYD_TEST_BIN := $(TMP)/ts-test/parleyd
 
 .PHONY: test-ts
-test-ts: $(TS_DIST) ## Run the TypeScript SDK's tests against a real parleyd
+test-ts: $(TS_DIST) ## Type-check the TypeScript SDK and its tests, then run them against a real parleyd
+	cd $(CLIENTS) && npm run --silent typecheck -w @parley/client
 	go build -o $(PARLEYD_TEST_BIN) ./server/cmd/parleyd
 	cd $(CLIENTS) && PARLEYD_BIN=$(PARLEYD_TEST_BIN) npm test -w @parley/client
 
