@@ -19,8 +19,8 @@ function storedRefreshToken(tab: Tab): Promise<string> {
 
 describe("session", () => {
   beforeAll(async () => {
-    // The SDK refreshes 30 s before expiry: a 33 s token is rotated 3 s after it is issued.
-    server = await startParleyd({ webDir, args: ["-access-ttl", "33s"] });
+    // Access tokens that expire while the test runs.
+    server = await startParleyd({ webDir, args: ["-access-ttl", "6s"] });
     browser = await launchBrowser();
   });
 
@@ -44,13 +44,19 @@ describe("session", () => {
     await alice.send("before the rotation");
     await alice.waitMessages(["before the rotation"]);
 
+    // Once the access token has expired, the next call (this send) makes
+    // the SDK refresh first, however early it would refresh by itself.
     const first = await storedRefreshToken(alice);
+    await until(alice.page, "the stored access token has expired (or was already replaced)", (t) => {
+      const c = JSON.parse(sessionStorage.getItem("parley.credentials") ?? "{}") as { accessExpiresAt?: number; refreshToken?: string };
+      return c.refreshToken !== t || (!!c.accessExpiresAt && Date.now() > c.accessExpiresAt + 200);
+    }, first);
+    await alice.send("after the rotation");
+    await alice.waitMessages(["before the rotation", "after the rotation"]);
     await until(alice.page, "the stored refresh token was rotated", (t) => {
       const c = JSON.parse(sessionStorage.getItem("parley.credentials") ?? "{}") as { refreshToken?: string };
       return !!c.refreshToken && c.refreshToken !== t;
-    }, first, { timeout: 30_000 });
-    await alice.send("after the rotation");
-    await alice.waitMessages(["before the rotation", "after the rotation"]);
+    }, first);
 
     await alice.page.reload();
     await alice.waitLive();
