@@ -19,7 +19,8 @@ const fullDateFmt = new Intl.DateTimeFormat(undefined, { day: "numeric", month: 
 const longDayFmt = new Intl.DateTimeFormat(undefined, { weekday: "long", day: "numeric", month: "long" });
 const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
-function startOfDay(ms: number): number {
+/** startOfDay is local midnight before ms. */
+export function startOfDay(ms: number): number {
   const d = new Date(ms);
   d.setHours(0, 0, 0, 0);
   return d.getTime();

@@ -240,6 +240,7 @@ export class ChatStore {
         // The server's history was reset: nothing we hold is valid.
         this.state.convs = {};
         this.state.listLoaded = false;
+        this.gone.clear();
         void this.refreshList().then(() => this.state.openId && this.open(this.state.openId));
         break;
       case "disconnected":
@@ -570,6 +571,8 @@ export class ChatStore {
       else delete this.state.convs[id];
     }
     this.state.listLoaded = true;
+    // The server's count may predate a read of the open conversation.
+    this.markOpenRead();
   }
 
   /** upsertConv records a conversation's description. */
