@@ -6,7 +6,8 @@ export default defineConfig({
   test: {
     include: ["e2e/**/*.test.ts"],
     globalSetup: ["e2e/global-setup.ts"],
-    // One scenario, step by step, in one browser: no parallel files.
+    // One file at a time: each starts its own parleyd and Chromium, and the
+    // machine may have two cores.
     fileParallelism: false,
     // A shared, busy machine makes timings noisy: generous limits, and the
     // tests wait on DOM conditions instead of sleeping.
