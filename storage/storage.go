@@ -159,7 +159,11 @@ type NewMessage struct {
 	ClientMsgID string
 	Kind        MessageKind
 	Body        []byte
-	CreatedAt   time.Time
+	// MediaID names the upload an image or file message carries; empty
+	// for other messages. It is what lets the conversation's members read
+	// the media (MediaStore.CanReadMedia) until the message is recalled.
+	MediaID   string
+	CreatedAt time.Time
 }
 
 // Message is a committed message.
@@ -172,7 +176,10 @@ type Message struct {
 	ClientMsgID    string
 	Kind           MessageKind
 	// Body is nil once the message is recalled.
-	Body      []byte
+	Body []byte
+	// MediaID is NewMessage.MediaID; it stays after a recall, but then
+	// grants nobody access.
+	MediaID   string
 	CreatedAt time.Time
 	// RecalledAt is zero unless the message was recalled.
 	RecalledAt time.Time
