@@ -94,7 +94,8 @@ test-ts: $(TS_DIST) ## Type-check the TypeScript SDK and its tests, then run the
 	cd $(CLIENTS) && PARLEYD_BIN=$(PARLEYD_TEST_BIN) npm test -w @parley/client
 
 .PHONY: test-web
-test-web: $(WEB_DIST) ## Run the web app's browser tests (Chromium at /usr/bin/chromium) against a real parleyd
+test-web: $(WEB_DIST) ## Type-check the web app and its browser tests, then run them (Chromium at /usr/bin/chromium) against a real parleyd
+	cd $(CLIENTS) && npm run --silent typecheck -w @parley/web
 	go build -o $(PARLEYD_TEST_BIN) ./server/cmd/parleyd
 	cd $(CLIENTS) && PARLEYD_BIN=$(PARLEYD_TEST_BIN) npm test -w @parley/web
 

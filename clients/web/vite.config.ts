@@ -1,4 +1,4 @@
-import { defineConfig, type PluginOption } from "vite";
+import { defineConfig } from "vite";
 import vue from "@vitejs/plugin-vue";
 
 // The API parleyd serves next to the app; `vite dev` forwards it to a parleyd
@@ -6,10 +6,7 @@ import vue from "@vitejs/plugin-vue";
 const api = process.env.PARLEY_API ?? "http://127.0.0.1:8080";
 
 export default defineConfig({
-  // npm hoists vite 8 (vitest's) to clients/node_modules next to
-  // @vitejs/plugin-vue, so the plugin's types name vite 8's; this package
-  // builds with its own vite 7.3.8, which runs the plugin as is.
-  plugins: [vue() as unknown as PluginOption],
+  plugins: [vue()],
   server: {
     host: "127.0.0.1",
     port: 5173,
