@@ -8,7 +8,7 @@ import (
 	"github.com/parley-im/parley/storage"
 )
 
-const messageColumns = `conversation_id, seq, id, sender_id, sender_device_id, client_msg_id, kind, body, created_at, recalled_at`
+const messageColumns = `conversation_id, seq, id, sender_id, sender_device_id, client_msg_id, kind, body, created_at, recalled_at, media_id`
 
 // writeStmts are the statements of the write hot path (appends, read
 // marks, cursors), prepared once on the write connection.
@@ -33,7 +33,7 @@ func (ws *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 			WHERE conversation_id = ? AND sender_id = ? AND client_msg_id = ? AND client_msg_id <> ''`},
 		// A committed idempotency key makes the insert a no-op (0 rows)
 		// instead of an error; any other uniqueness violation still fails.
-		{&ws.insert, `INSERT INTO messages (` + messageColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+		{&ws.insert, `INSERT INTO messages (` + messageColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)
 			ON CONFLICT (conversation_id, sender_id, client_msg_id) WHERE client_msg_id <> '' DO NOTHING`},
 		{&ws.readUpTo, `UPDATE members SET last_read_seq = ?1
 			WHERE conversation_id = ?2 AND user_id = ?3 AND last_read_seq < ?1`},
@@ -184,13 +184,14 @@ func (a *appender) append(ctx context.Context, m storage.NewMessage) (msg storag
 		ClientMsgID:    m.ClientMsgID,
 		Kind:           m.Kind,
 		Body:           body(m.Body),
+		MediaID:        m.MediaID,
 		CreatedAt:      stamp(m.CreatedAt),
 		MembersSeq:     c.membersSeq,
 	}
 	created := ms(msg.CreatedAt)
 	res, err := a.insert.ExecContext(ctx,
 		msg.ConversationID, i64(msg.Seq), msg.ID, msg.SenderID, msg.SenderDeviceID,
-		msg.ClientMsgID, int64(msg.Kind), msg.Body, created)
+		msg.ClientMsgID, int64(msg.Kind), msg.Body, created, msg.MediaID)
 	if err != nil {
 		return storage.Message{}, false, err
 	}
@@ -267,7 +268,7 @@ func scanMessage(sc scanner) (storage.Message, error) {
 		created, recalled int64
 	)
 	if err := sc.Scan(&m.ConversationID, &seq, &m.ID, &m.SenderID, &m.SenderDeviceID,
-		&m.ClientMsgID, &kind, &m.Body, &created, &recalled); err != nil {
+		&m.ClientMsgID, &kind, &m.Body, &created, &recalled, &m.MediaID); err != nil {
 		return storage.Message{}, err
 	}
 	m.Seq = u64(seq)

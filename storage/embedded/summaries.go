@@ -23,7 +23,7 @@ SELECT c.id, c.kind, c.title, c.owner_id, c.last_seq, c.created_at, c.last_messa
 		WHERE x.conversation_id = c.id AND x.seq > MAX(m.last_read_seq, m.joined_seq - 1)
 		AND x.sender_id <> m.user_id),
 	lm.conversation_id, lm.seq, lm.id, lm.sender_id, lm.sender_device_id, lm.client_msg_id,
-	lm.kind, lm.body, lm.created_at, lm.recalled_at
+	lm.kind, lm.body, lm.created_at, lm.recalled_at, lm.media_id
 FROM members m
 JOIN conversations c ON c.id = m.conversation_id
 LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq AND c.last_seq >= m.joined_seq
@@ -64,6 +64,7 @@ func scanSummary(rows *sql.Rows) (storage.ConversationSummary, error) {
 		kind, last, created, lastAt             int64
 		role, joined, read, joinedAt, unread    int64
 		lmConv, lmID, lmSender, lmDevice, lmCMI sql.NullString
+		lmMedia                                 sql.NullString
 		lmSeq, lmKind, lmCreated, lmRecalled    sql.NullInt64
 		lmBody                                  []byte
 	)
@@ -71,7 +72,7 @@ func scanSummary(rows *sql.Rows) (storage.ConversationSummary, error) {
 	if err := rows.Scan(&c.ID, &kind, &c.Title, &c.OwnerID, &last, &created, &lastAt,
 		&m.ConversationID, &m.UserID, &role, &joined, &read, &joinedAt,
 		&sum.PeerID, &unread,
-		&lmConv, &lmSeq, &lmID, &lmSender, &lmDevice, &lmCMI, &lmKind, &lmBody, &lmCreated, &lmRecalled,
+		&lmConv, &lmSeq, &lmID, &lmSender, &lmDevice, &lmCMI, &lmKind, &lmBody, &lmCreated, &lmRecalled, &lmMedia,
 	); err != nil {
 		return storage.ConversationSummary{}, err
 	}
@@ -94,6 +95,7 @@ func scanSummary(rows *sql.Rows) (storage.ConversationSummary, error) {
 			ClientMsgID:    lmCMI.String,
 			Kind:           storage.MessageKind(lmKind.Int64),
 			Body:           body(lmBody),
+			MediaID:        lmMedia.String,
 			CreatedAt:      fromMS(lmCreated.Int64),
 			RecalledAt:     fromMS(lmRecalled.Int64),
 		}

@@ -12,7 +12,7 @@ import (
 	"github.com/parley-im/parley/storage"
 )
 
-const messageColumns = `conversation_id, seq, id, sender_id, sender_device_id, client_msg_id, kind, body, created_at, recalled_at`
+const messageColumns = `conversation_id, seq, id, sender_id, sender_device_id, client_msg_id, kind, body, created_at, recalled_at, media_id`
 
 // The statements of the append hot path. Each takes whole arrays, so a
 // batch of any size costs two round trips besides BEGIN and COMMIT: one
@@ -43,8 +43,14 @@ const (
 		WHERE m.client_msg_id <> ''`
 	// insertQuery writes the new messages. A committed idempotency key
 	// fails it (and the transaction, back to savepointWriteQuery).
+	// media_id takes its default (''): a batch without media sends no
+	// array for it.
 	insertQuery = `INSERT INTO messages (conversation_id, seq, id, sender_id, sender_device_id, client_msg_id, kind, body, created_at)
 		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::smallint[], $8::bytea[], $9::timestamptz[])`
+	// insertMediaQuery is insertQuery for a batch where some message
+	// carries media.
+	insertMediaQuery = `INSERT INTO messages (conversation_id, seq, id, sender_id, sender_device_id, client_msg_id, kind, body, created_at, media_id)
+		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::smallint[], $8::bytea[], $9::timestamptz[], $10::text[])`
 	// savepointWriteQuery and rollbackWriteQuery bracket the optimistic
 	// write.
 	savepointWriteQuery = `SAVEPOINT append_write`
@@ -59,7 +65,7 @@ const (
 		FROM unnest($1::text[], $2::text[], $3::bigint[]) AS v (c, u, seq)
 		WHERE m.conversation_id = v.c AND m.user_id = v.u AND m.last_read_seq < v.seq`
 
-	messageColumnsM = `m.conversation_id, m.seq, m.id, m.sender_id, m.sender_device_id, m.client_msg_id, m.kind, m.body, m.created_at, m.recalled_at`
+	messageColumnsM = `m.conversation_id, m.seq, m.id, m.sender_id, m.sender_device_id, m.client_msg_id, m.kind, m.body, m.created_at, m.recalled_at, m.media_id`
 )
 
 // dupKey is a message's idempotency key.
@@ -243,7 +249,7 @@ func (p *batchPlan) write(ctx context.Context, tx pgx.Tx, savepoint bool) error 
 	if savepoint {
 		b.Queue(savepointWriteQuery)
 	}
-	b.Queue(insertQuery, p.ins.args()...)
+	b.Queue(p.ins.query(), p.ins.args()...)
 	b.Queue(bumpHeadsQuery, p.hID, p.hSeq, p.hAt)
 	b.Queue(readUpToQuery, p.rc, p.ru, p.rs)
 	br := tx.SendBatch(ctx, b)
@@ -357,10 +363,11 @@ func appendNotice(ctx context.Context, tx pgx.Tx, m storage.NewMessage, membersh
 	}
 	msg := newMessage(m, u64(seq))
 	msg.MembersSeq = u64(membersSeq)
-	tag, err := tx.Exec(ctx, `INSERT INTO messages (conversation_id, seq, id, sender_id, sender_device_id, client_msg_id, kind, body, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+	tag, err := tx.Exec(ctx, `INSERT INTO messages (conversation_id, seq, id, sender_id, sender_device_id, client_msg_id, kind, body, created_at, media_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (conversation_id, sender_id, client_msg_id) WHERE client_msg_id <> '' DO NOTHING`,
-		msg.ConversationID, seq, msg.ID, msg.SenderID, msg.SenderDeviceID, msg.ClientMsgID, int16(msg.Kind), msg.Body, msg.CreatedAt)
+		msg.ConversationID, seq, msg.ID, msg.SenderID, msg.SenderDeviceID, msg.ClientMsgID, int16(msg.Kind), msg.Body, msg.CreatedAt,
+		msg.MediaID)
 	if err != nil {
 		return storage.Message{}, err
 	}
@@ -378,16 +385,27 @@ func raiseRead(ctx context.Context, tx pgx.Tx, conversationID, userID string, se
 	return err
 }
 
-// insertArrays are the columns of insertQuery.
+// insertArrays are the columns of insertQuery, and of insertMediaQuery
+// once a message with media is added.
 type insertArrays struct {
 	conv, id, sender, device, cmid []string
 	seq                            []int64
 	kind                           []int16
 	body                           [][]byte
 	created                        []time.Time
+	// media stays nil until a message carries media, so that a batch
+	// without any costs what it did before media existed.
+	media []string
 }
 
 func (a *insertArrays) add(m storage.Message) {
+	if m.MediaID != "" && a.media == nil {
+		// The messages added so far carry none.
+		a.media = make([]string, len(a.id), cap(a.id))
+	}
+	if a.media != nil {
+		a.media = append(a.media, m.MediaID)
+	}
 	a.conv = append(a.conv, m.ConversationID)
 	a.seq = append(a.seq, i64(m.Seq))
 	a.id = append(a.id, m.ID)
@@ -401,7 +419,18 @@ func (a *insertArrays) add(m storage.Message) {
 
 func (a *insertArrays) len() int { return len(a.id) }
 
+// query is the insert statement for the arrays' columns.
+func (a *insertArrays) query() string {
+	if a.media != nil {
+		return insertMediaQuery
+	}
+	return insertQuery
+}
+
 func (a *insertArrays) args() []any {
+	if a.media != nil {
+		return []any{a.conv, a.seq, a.id, a.sender, a.device, a.cmid, a.kind, a.body, a.created, a.media}
+	}
 	return []any{a.conv, a.seq, a.id, a.sender, a.device, a.cmid, a.kind, a.body, a.created}
 }
 
@@ -416,6 +445,7 @@ func newMessage(m storage.NewMessage, seq uint64) storage.Message {
 		ClientMsgID:    m.ClientMsgID,
 		Kind:           m.Kind,
 		Body:           body(m.Body),
+		MediaID:        m.MediaID,
 		CreatedAt:      stamp(m.CreatedAt),
 	}
 }
@@ -428,7 +458,7 @@ func scanMessage(row pgx.Row) (storage.Message, error) {
 		recalled *time.Time
 	)
 	if err := row.Scan(&m.ConversationID, &seq, &m.ID, &m.SenderID, &m.SenderDeviceID,
-		&m.ClientMsgID, &kind, &m.Body, &m.CreatedAt, &recalled); err != nil {
+		&m.ClientMsgID, &kind, &m.Body, &m.CreatedAt, &recalled, &m.MediaID); err != nil {
 		return storage.Message{}, err
 	}
 	m.Seq = u64(seq)

@@ -25,7 +25,7 @@ SELECT c.id, c.kind, c.title, c.owner_id, c.last_seq, c.created_at, c.last_messa
 		WHERE x.conversation_id = c.id AND x.seq > GREATEST(m.last_read_seq, m.joined_seq - 1)
 		AND x.sender_id <> m.user_id),
 	lm.conversation_id, lm.seq, lm.id, lm.sender_id, lm.sender_device_id, lm.client_msg_id,
-	lm.kind, lm.body, lm.created_at, lm.recalled_at
+	lm.kind, lm.body, lm.created_at, lm.recalled_at, lm.media_id
 FROM members m
 JOIN conversations c ON c.id = m.conversation_id
 LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq AND c.last_seq >= m.joined_seq
@@ -66,6 +66,7 @@ func scanSummary(rows pgx.Rows) (storage.ConversationSummary, error) {
 		kind, role                              int16
 		last, joined, read, unread              int64
 		lmConv, lmID, lmSender, lmDevice, lmCMI *string
+		lmMedia                                 *string
 		lmSeq                                   *int64
 		lmKind                                  *int16
 		lmBody                                  []byte
@@ -75,7 +76,7 @@ func scanSummary(rows pgx.Rows) (storage.ConversationSummary, error) {
 	if err := rows.Scan(&c.ID, &kind, &c.Title, &c.OwnerID, &last, &c.CreatedAt, &c.LastMessageAt,
 		&m.ConversationID, &m.UserID, &role, &joined, &read, &m.JoinedAt,
 		&sum.PeerID, &unread,
-		&lmConv, &lmSeq, &lmID, &lmSender, &lmDevice, &lmCMI, &lmKind, &lmBody, &lmCreated, &lmRecalled,
+		&lmConv, &lmSeq, &lmID, &lmSender, &lmDevice, &lmCMI, &lmKind, &lmBody, &lmCreated, &lmRecalled, &lmMedia,
 	); err != nil {
 		return storage.ConversationSummary{}, err
 	}
@@ -98,6 +99,7 @@ func scanSummary(rows pgx.Rows) (storage.ConversationSummary, error) {
 			ClientMsgID:    *lmCMI,
 			Kind:           storage.MessageKind(*lmKind),
 			Body:           body(lmBody),
+			MediaID:        *lmMedia,
 			CreatedAt:      lmCreated.UTC(),
 			RecalledAt:     fromOpt(lmRecalled),
 		}
