@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"buf.build/go/protovalidate"
 	"connectrpc.com/connect/v2"
@@ -312,6 +313,24 @@ func (s *Server) directPeers(ctx context.Context, userID string) []string {
 		return []string{}
 	}
 	return peers
+}
+
+// introducePeers tells two users who just got a direct conversation
+// whether the other is online: their open streams chose whose presence to
+// follow when they opened, before the conversation existed. Later changes
+// reach them as for any peer (see session.finish).
+func (s *Server) introducePeers(ctx context.Context, a, b string) {
+	online := s.presence.Online(ctx, []string{a, b})
+	var ds []hub.Delivery
+	if online[a] {
+		ds = append(ds, hub.Delivery{Frame: presenceFrame(a, true, time.Time{}), Users: []string{b}})
+	}
+	if online[b] {
+		ds = append(ds, hub.Delivery{Frame: presenceFrame(b, true, time.Time{}), Users: []string{a}})
+	}
+	if len(ds) > 0 {
+		s.router.Route(ctx, ds)
+	}
 }
 
 func (s *Server) notifyPeers(ctx context.Context, peers []string, f *parleyv1.ServerFrame) {

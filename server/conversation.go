@@ -47,6 +47,9 @@ func (c *conversationService) CreateDirect(ctx context.Context, req *parleyv1.Cr
 	if err != nil {
 		return nil, toConnect(ctx, s.logger, "CreateDirect", err)
 	}
+	if created {
+		s.introducePeers(ctx, id.UserID, peer.ID)
+	}
 	return &parleyv1.CreateDirectResponse{Conversation: wire.Conversation(conv), Created: created}, nil
 }
 

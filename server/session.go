@@ -300,7 +300,9 @@ func (ss *session) finish(ctx context.Context) {
 	}
 	stillOnline := ss.s.presence.Disconnected(ctx, ss.id.UserID, ss.id.DeviceID)
 	if last && !stillOnline {
-		ss.s.notifyPeers(ctx, ss.peers, presenceFrame(ss.id.UserID, false, ss.s.now()))
+		// Peers read afresh: direct conversations started while the
+		// stream was open count too.
+		ss.s.notifyPeers(ctx, ss.s.directPeers(ctx, ss.id.UserID), presenceFrame(ss.id.UserID, false, ss.s.now()))
 	}
 }
 

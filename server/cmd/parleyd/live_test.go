@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect/v2"
 	"connectrpc.com/connect/v2/connecthttp"
@@ -158,4 +159,39 @@ func TestGroupSizeIsBounded(t *testing.T) {
 	list, err := owner.convs.ListConversations(t.Context(), &parleyv1.ListConversationsRequest{})
 	require.NoError(t, err)
 	require.Len(t, list.GetConversations(), 1, "the refused group was not created")
+}
+
+// Two people online before their direct conversation exists learn of each
+// other's presence when it is created, and of a disconnect afterwards:
+// their streams chose whom to follow when they opened.
+func TestNewDirectConversationIntroducesPresence(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	hc := h2cClient()
+	alice := register(t, hc, ts.url, "alice")
+	bob := register(t, hc, ts.url, "bob")
+	// A missing frame fails the test at the deadline instead of hanging it.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	as, err := alice.chat.Subscribe(ctx, &parleyv1.SubscribeRequest{})
+	require.NoError(t, err)
+	subscribeRecv(t, as, func(f *parleyv1.ServerFrame) bool { return f.GetSyncComplete() != nil })
+	bobCtx, bobGone := context.WithCancel(ctx)
+	bs, err := bob.chat.Subscribe(bobCtx, &parleyv1.SubscribeRequest{})
+	require.NoError(t, err)
+	subscribeRecv(t, bs, func(f *parleyv1.ServerFrame) bool { return f.GetSyncComplete() != nil })
+
+	_, err = alice.convs.CreateDirect(ctx, &parleyv1.CreateDirectRequest{Peer: &parleyv1.CreateDirectRequest_Username{Username: "bob"}})
+	require.NoError(t, err)
+	p := subscribeRecv(t, as, func(f *parleyv1.ServerFrame) bool { return f.GetPresence() != nil })
+	require.Equal(t, bob.id, p.GetPresence().GetUserId())
+	require.True(t, p.GetPresence().GetOnline())
+	p = subscribeRecv(t, bs, func(f *parleyv1.ServerFrame) bool { return f.GetPresence() != nil })
+	require.Equal(t, alice.id, p.GetPresence().GetUserId())
+	require.True(t, p.GetPresence().GetOnline())
+
+	bobGone()
+	p = subscribeRecv(t, as, func(f *parleyv1.ServerFrame) bool { return f.GetPresence() != nil })
+	require.Equal(t, bob.id, p.GetPresence().GetUserId())
+	require.False(t, p.GetPresence().GetOnline())
 }
