@@ -12,7 +12,9 @@ package auth
 import (
 	"cmp"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -511,4 +513,14 @@ func userProto(u storage.User) *parleyv1.User {
 		DisplayName: u.DisplayName,
 		CreatedAt:   timestamppb.New(u.CreatedAt),
 	}
+}
+
+// DeriveKey returns a 32-byte secret for purpose (e.g. "media-urls"),
+// derived from the signing key: every node of a cluster shares that key, so
+// they agree on derived secrets too without another file to distribute,
+// and a derived secret reveals nothing about the signing key.
+func (s *Service) DeriveKey(purpose string) []byte {
+	mac := hmac.New(sha256.New, s.signer.key.Seed())
+	mac.Write([]byte("parley derived key: " + purpose))
+	return mac.Sum(nil)
 }

@@ -864,3 +864,17 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// Nodes sharing a signing key derive the same secrets; different purposes
+// and different keys give different ones.
+func TestDerivedKeysAgreeAcrossNodes(t *testing.T) {
+	e := newEnv(t)
+	second := e.startNode(t)
+	k := e.node.svc.DeriveKey("media-urls")
+	require.Len(t, k, 32)
+	require.Equal(t, k, second.svc.DeriveKey("media-urls"))
+	require.NotEqual(t, k, e.node.svc.DeriveKey("something-else"))
+
+	other := newEnv(t)
+	require.NotEqual(t, k, other.node.svc.DeriveKey("media-urls"))
+}
