@@ -63,9 +63,15 @@ func (s *Signer) Sign(mediaID string, thumb bool, expires time.Time) string {
 // signature does not match; ErrExpired when the signature is good but now
 // is at or past the expiry.
 func (s *Signer) Verify(u *url.URL, now time.Time) (mediaID string, thumb bool, err error) {
-	id, ok := strings.CutPrefix(u.Path, PathPrefix)
-	if !ok || id == "" || strings.Contains(id, "/") {
+	// The escaped path, so that an id holding "/" (escaped by Sign) is
+	// one segment.
+	seg, ok := strings.CutPrefix(u.EscapedPath(), PathPrefix)
+	if !ok || seg == "" || strings.Contains(seg, "/") {
 		return "", false, fmt.Errorf("%w: path is not %s<id>", ErrSignature, PathPrefix)
+	}
+	id, err := url.PathUnescape(seg)
+	if err != nil {
+		return "", false, fmt.Errorf("%w: path: %w", ErrSignature, err)
 	}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
