@@ -300,6 +300,7 @@ type Store interface {
 	ConversationStore
 	MessageStore
 	CursorStore
+	MediaStore
 
 	// Epoch identifies this store's history. It is generated when the
 	// store is first created and never changes afterwards, so a client that

@@ -41,6 +41,11 @@ const (
 	opHistory
 	opSaveCursors
 	opBacklogs
+	opCreateMedia
+	opTouchBlobs
+	opGetMedia
+	opCanReadMedia
+	opSweepMedia
 	numOps
 )
 
@@ -70,7 +75,12 @@ var opNames = [numOps]string{
 	"recall_message",
 	"history",
 	"save_cursors",
-	"backlogs"}
+	"backlogs",
+	"create_media",
+	"touch_blobs",
+	"get_media",
+	"can_read_media",
+	"sweep_media"}
 
 // Store is the latency and failures of the store's operations.
 type Store struct {
@@ -310,5 +320,40 @@ func (s *store) Backlogs(ctx context.Context, userID, deviceID string) ([]storag
 	start := time.Now()
 	r0, err := s.Store.Backlogs(ctx, userID, deviceID)
 	s.m.done(opBacklogs, start, err)
+	return r0, err
+}
+
+func (s *store) CreateMedia(ctx context.Context, m storage.Media) error {
+	start := time.Now()
+	err := s.Store.CreateMedia(ctx, m)
+	s.m.done(opCreateMedia, start, err)
+	return err
+}
+
+func (s *store) TouchBlobs(ctx context.Context, keys []string, now time.Time) error {
+	start := time.Now()
+	err := s.Store.TouchBlobs(ctx, keys, now)
+	s.m.done(opTouchBlobs, start, err)
+	return err
+}
+
+func (s *store) GetMedia(ctx context.Context, id string) (storage.Media, error) {
+	start := time.Now()
+	r0, err := s.Store.GetMedia(ctx, id)
+	s.m.done(opGetMedia, start, err)
+	return r0, err
+}
+
+func (s *store) CanReadMedia(ctx context.Context, userID, mediaID string) (bool, error) {
+	start := time.Now()
+	r0, err := s.Store.CanReadMedia(ctx, userID, mediaID)
+	s.m.done(opCanReadMedia, start, err)
+	return r0, err
+}
+
+func (s *store) SweepMedia(ctx context.Context, olderThan time.Time, limit int) ([]string, error) {
+	start := time.Now()
+	r0, err := s.Store.SweepMedia(ctx, olderThan, limit)
+	s.m.done(opSweepMedia, start, err)
 	return r0, err
 }
