@@ -85,7 +85,7 @@ func (c *chatService) SendMessage(ctx context.Context, req *parleyv1.SendMessage
 	if err := c.s.allowSend(id.DeviceID); err != nil {
 		return nil, c.s.sendFailed(err)
 	}
-	msg, err := c.s.newMessage(id, req.GetConversationId(), req.GetClientMsgId(), req.GetContent())
+	msg, err := c.s.newMessage(ctx, id, req.GetConversationId(), req.GetClientMsgId(), req.GetContent())
 	if err != nil {
 		return nil, c.s.sendFailed(err)
 	}
@@ -231,12 +231,32 @@ func (s *Server) sendFailed(err error) error {
 }
 
 // newMessage checks a send's content and builds the message to commit.
-// Membership is checked by the store inside the commit.
-func (s *Server) newMessage(id auth.Identity, conversationID, clientMsgID string, content *parleyv1.Content) (storage.NewMessage, error) {
-	switch content.GetBody().(type) {
+// Membership is checked by the store inside the commit. An image or file
+// must be media the sender can read; its description is the server's, not
+// the client's.
+func (s *Server) newMessage(ctx context.Context, id auth.Identity, conversationID, clientMsgID string, content *parleyv1.Content) (storage.NewMessage, error) {
+	var mediaID string
+	switch b := content.GetBody().(type) {
 	case *parleyv1.Content_Text:
 	case *parleyv1.Content_Image, *parleyv1.Content_File:
-		return storage.NewMessage{}, errMediaUnsupported
+		if s.media == nil {
+			return storage.NewMessage{}, errMediaUnsupported
+		}
+		img, isImage := b.(*parleyv1.Content_Image)
+		field, ref := "content.file", content.GetFile()
+		if isImage {
+			field, ref = "content.image", img.Image
+		}
+		checked, err := s.media.mediaRef(ctx, id.UserID, ref, isImage, field)
+		if err != nil {
+			return storage.NewMessage{}, err
+		}
+		if isImage {
+			content = &parleyv1.Content{Body: &parleyv1.Content_Image{Image: checked}}
+		} else {
+			content = &parleyv1.Content{Body: &parleyv1.Content_File{File: checked}}
+		}
+		mediaID = checked.GetMediaId()
 	default:
 		return storage.NewMessage{}, connect.NewError(connect.CodeInvalidArgument, "content: a body is required")
 	}
@@ -252,6 +272,7 @@ func (s *Server) newMessage(id auth.Identity, conversationID, clientMsgID string
 		ClientMsgID:    clientMsgID,
 		Kind:           kind,
 		Body:           body,
+		MediaID:        mediaID,
 		CreatedAt:      s.now(),
 	}, nil
 }

@@ -18,7 +18,7 @@ var (
 	errConversationNotFound = connect.NewError(connect.CodeNotFound, "conversation_id: conversation not found")
 	errUserNotFound         = connect.NewError(connect.CodeNotFound, "user not found")
 	errMessageNotFound      = connect.NewError(connect.CodeNotFound, "seq: message not found")
-	errMediaUnsupported     = connect.NewError(connect.CodeFailedPrecondition, "content: image and file messages need media uploads, which this server does not support yet")
+	errMediaUnsupported     = connect.NewError(connect.CodeFailedPrecondition, "content: this server stores no media, so it takes no image or file messages")
 )
 
 // toConnect is the one place where storage, engine and hub errors become

@@ -144,6 +144,9 @@ type Deps struct {
 	// server's own (panic recovery, authentication, validation): tracing
 	// and RPC metrics, which must see every call, refused ones included.
 	Interceptors []connect.ServerInterceptor
+	// Media stores uploads for image and file messages; nil leaves
+	// MediaService out, and such messages are refused.
+	Media *MediaDeps
 	// Fallback serves every request no procedure claims: the web app.
 	// Nil answers them 404.
 	Fallback http.Handler
@@ -194,6 +197,10 @@ type Server struct {
 	// streams and limits record into metrics; nil records nothing.
 	streams *metrics.Stream
 	limits  *metrics.RateLimit
+
+	// media serves MediaService and the signed media URLs; nil when the
+	// server has no media storage.
+	media *mediaService
 
 	// sessions counts the goroutines of live streams, including readers
 	// blocked on the network that end only when their handler returns.
@@ -254,6 +261,12 @@ func New(cfg Config, d Deps) (*Server, error) {
 	parleyv1connect.RegisterConversationServiceHandler(cs, &conversationService{s: s})
 	parleyv1connect.RegisterChatServiceHandler(cs, &chatService{s: s})
 	parleyv1connect.RegisterClusterServiceHandler(cs, &clusterService{s: s})
+	if d.Media != nil {
+		if s.media, err = newMediaService(s, d.Media); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		parleyv1connect.RegisterMediaServiceHandler(cs, s.media)
+	}
 	healthv1connect.RegisterHealthHandler(cs, d.Health)
 	grpcreflect.Register(cs)
 	mux := http.NewServeMux()
@@ -261,6 +274,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 	// bytes it saves, so only large responses (history pages) are
 	// compressed.
 	connecthttp.Mount(mux, cs, connecthttp.WithCompressMinBytes(compressMinBytes))
+	if s.media != nil {
+		mux.Handle("GET /media/", s.media)
+	}
 	if d.Fallback != nil {
 		// The most specific pattern wins, so procedures keep their paths.
 		mux.Handle("/", d.Fallback)

@@ -323,7 +323,7 @@ func (ss *session) handleFrame(ctx context.Context, f *parleyv1.ClientFrame) err
 			ss.conn.Deliver(ss.s.sendErrorFrame(k.Send.GetClientMsgId(), err))
 			return nil
 		}
-		msg, err := ss.s.newMessage(ss.id, k.Send.GetConversationId(), k.Send.GetClientMsgId(), k.Send.GetContent())
+		msg, err := ss.s.newMessage(ctx, ss.id, k.Send.GetConversationId(), k.Send.GetClientMsgId(), k.Send.GetContent())
 		if err != nil {
 			ss.conn.Deliver(ss.s.sendErrorFrame(k.Send.GetClientMsgId(), err))
 			return nil
