@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"image"
 	"image/color"
+	"image/draw"
 	"image/gif"
 	"image/jpeg"
 	"io"
@@ -241,6 +242,41 @@ func TestThumbnailEXIFOrientation(t *testing.T) {
 	w, h, err := media.InspectImage(bytes.NewReader(withEXIFOrientation(jpg, 6)), 0)
 	require.NoError(t, err)
 	require.Equal(t, [2]uint32{80, 40}, [2]uint32{w, h})
+}
+
+// TestThumbnailAntiAliased shrinks one-pixel checkerboards: each
+// thumbnail pixel must be a mid grey, not black or white as sampling a
+// few source pixels (aliasing) would give.
+func TestThumbnailAntiAliased(t *testing.T) {
+	t.Parallel()
+	gray := image.NewGray(image.Rect(0, 0, 2000, 1000))
+	rgba := image.NewRGBA(image.Rect(0, 0, 2000, 1000))
+	pal := image.NewPaletted(image.Rect(0, 0, 1000, 500), color.Palette{color.Black, color.White})
+	for _, m := range []draw.Image{gray, rgba, pal} {
+		b := m.Bounds()
+		for y := range b.Dy() {
+			for x := range b.Dx() {
+				if (x+y)%2 == 0 {
+					m.Set(x, y, color.White)
+				} else {
+					m.Set(x, y, color.Black)
+				}
+			}
+		}
+	}
+	for _, data := range [][]byte{encodePNG(t, gray), encodePNG(t, rgba), encodeGIF(t, pal)} {
+		th, err := media.Thumbnail(bytes.NewReader(data), 320, 0)
+		require.NoError(t, err)
+		m, err := jpeg.Decode(bytes.NewReader(th.Data))
+		require.NoError(t, err)
+		b := m.Bounds()
+		for y := range b.Dy() {
+			for x := range b.Dx() {
+				r, _, _, _ := m.At(x, y).RGBA()
+				require.InDelta(t, 0x8000, r, 0x1800, "pixel %d,%d", x, y)
+			}
+		}
+	}
 }
 
 func BenchmarkThumbnail(b *testing.B) {

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"io"
 	"os"
-	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -118,7 +117,7 @@ func TestStagingFileNamesAreHashed(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, entries, 2)
 	for _, e := range entries {
-		require.Regexp(t, regexp.MustCompile(`^[0-9a-f]{64}\.(part|json)$`), e.Name())
+		require.Regexp(t, `^[0-9a-f]{64}\.(part|json)$`, e.Name())
 	}
 }
 

@@ -53,6 +53,13 @@ func testClose(t *testing.T, s storage.Store) {
 		{"save_cursors", func() error {
 			return s.SaveCursors(f.ctx(), []storage.Cursor{{DeviceID: "device", ConversationID: d.ID, Seq: 1}})
 		}},
+		{"create_media", func() error {
+			return s.CreateMedia(f.ctx(), storage.Media{ID: newID("media"), UploaderID: a.ID, BlobKey: "blob", CreatedAt: at(0)})
+		}},
+		{"touch_blobs", func() error { return s.TouchBlobs(f.ctx(), []string{"blob"}, at(0)) }},
+		{"get_media", func() error { _, err := s.GetMedia(f.ctx(), "media"); return err }},
+		{"can_read_media", func() error { _, err := s.CanReadMedia(f.ctx(), a.ID, "media"); return err }},
+		{"sweep_media", func() error { _, err := s.SweepMedia(f.ctx(), at(100), 10); return err }},
 	}
 	for _, c := range calls {
 		require.ErrorIs(t, c.call(), storage.ErrUnavailable, c.name)
@@ -76,6 +83,11 @@ func testCanceledContext(t *testing.T, s storage.Store) {
 		}},
 		{"append_messages", func() error { _, err := s.AppendMessages(ctx, []storage.NewMessage{text(d, a, "x")}); return err }},
 		{"list_conversations", func() error { _, err := s.ListConversations(ctx, a.ID); return err }},
+		{"create_media", func() error {
+			return s.CreateMedia(ctx, storage.Media{ID: newID("media"), UploaderID: a.ID, BlobKey: "blob", CreatedAt: at(0)})
+		}},
+		{"can_read_media", func() error { _, err := s.CanReadMedia(ctx, a.ID, "media"); return err }},
+		{"sweep_media", func() error { _, err := s.SweepMedia(ctx, at(100), 10); return err }},
 	}
 	for _, c := range calls {
 		require.ErrorIs(t, c.call(), context.Canceled, c.name)

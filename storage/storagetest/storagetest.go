@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"messages", messageTests},
 		{"history", historyTests},
 		{"cursors", cursorTests},
+		{"media", mediaTests},
 		{"lifecycle", lifecycleTests},
 	}
 	for _, g := range groups {
@@ -182,7 +183,7 @@ func committed(m storage.NewMessage, seq uint64) storage.Message {
 	return storage.Message{
 		ID: m.ID, ConversationID: m.ConversationID, Seq: seq, SenderID: m.SenderID,
 		SenderDeviceID: m.SenderDeviceID, ClientMsgID: m.ClientMsgID, Kind: m.Kind,
-		Body: m.Body, CreatedAt: m.CreatedAt,
+		Body: m.Body, MediaID: m.MediaID, CreatedAt: m.CreatedAt,
 	}
 }
 
