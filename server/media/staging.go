@@ -263,11 +263,11 @@ func (p *Part) Close() error {
 // closes it and deletes the staged upload, and must be called (more calls
 // do nothing). The upload stays busy until done.
 //
-// With fewer than Size bytes, Complete returns ErrOffset and changes
-// nothing: write the rest, or Close to resume later. On a hash mismatch it
-// returns ErrChecksum and deletes the staged upload: the client starts
-// over. Either way the Part is finished (as after Close) except after
-// ErrOffset.
+// Complete always ends the Part: on success f and done take over; on
+// failure nothing is left to close. With fewer than Size bytes it acts as
+// Close (what arrived stays staged, synced, for the client to resume
+// from) and returns ErrOffset. On a hash mismatch it returns ErrChecksum
+// and deletes the staged upload: the client starts over.
 //
 // The hash is computed while writing, unless the upload was resumed: then
 // the file is read back, streamed, never held in memory.
@@ -276,7 +276,11 @@ func (p *Part) Complete() (f *os.File, done func(), err error) {
 		return nil, nil, fmt.Errorf("media: complete upload: %w", os.ErrClosed)
 	}
 	if p.written != p.spec.Size {
-		return nil, nil, fmt.Errorf("%w: upload holds %d of %d bytes", ErrOffset, p.written, p.spec.Size)
+		err := fmt.Errorf("%w: upload holds %d of %d bytes", ErrOffset, p.written, p.spec.Size)
+		if cerr := p.Close(); cerr != nil {
+			return nil, nil, errors.Join(err, cerr)
+		}
+		return nil, nil, err
 	}
 	f = p.f
 	p.f = nil

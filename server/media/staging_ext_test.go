@@ -242,7 +242,15 @@ func TestStagingCompleteEarly(t *testing.T) {
 	writeChunks(t, p, b[:400], 400)
 	_, _, err = p.Complete()
 	require.ErrorIs(t, err, media.ErrOffset)
-	// Nothing changed: the rest can still be written.
+	// Completing early acts as Close: the bytes stay staged, the Part is
+	// ended and the upload free to resume.
+	_, err = p.Write(b[400:])
+	require.ErrorIs(t, err, os.ErrClosed)
+	staged, _, err := s.Staged("u1", "up1")
+	require.NoError(t, err)
+	require.Equal(t, int64(400), staged)
+	p, err = s.Begin(specFor("up1", b), 400)
+	require.NoError(t, err)
 	writeChunks(t, p, b[400:], 600)
 	requireComplete(t, p, b)
 }
