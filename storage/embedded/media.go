@@ -25,10 +25,12 @@ const (
 	// user uploaded it, or is a member of a conversation holding a live
 	// (not recalled) message that references it at or after the member's
 	// join point. The members primary key is probed per referencing
-	// message, found through messages_media_id.
+	// message, found through messages_media_id: CROSS JOIN pins that
+	// order, since SQLite would otherwise walk the user's memberships
+	// (members_user_id), however many they are.
 	canReadMediaQuery = `SELECT md.uploader_id = ?1 OR EXISTS (
 			SELECT 1 FROM messages x
-			JOIN members mb ON mb.conversation_id = x.conversation_id AND mb.user_id = ?1
+			CROSS JOIN members mb ON mb.conversation_id = x.conversation_id AND mb.user_id = ?1
 			WHERE x.media_id = ?2 AND x.media_id <> '' AND x.recalled_at = 0 AND mb.joined_seq <= x.seq)
 		FROM media md WHERE md.id = ?2`
 

@@ -38,13 +38,14 @@ const (
 	// sweepMediaQuery deletes up to $2 of the oldest uploads created
 	// before $1 that no live message references. SKIP LOCKED: a
 	// concurrent sweep (another process) takes other rows instead of
-	// waiting for these.
-	sweepMediaQuery = `DELETE FROM media WHERE id IN (
+	// waiting for these. = ANY (ARRAY(...)) rather than IN: the generic
+	// plan of IN joined the chosen ids to a scan of the whole table.
+	sweepMediaQuery = `DELETE FROM media WHERE id = ANY (ARRAY(
 		SELECT md.id FROM media md
 		WHERE md.created_at < $1 AND NOT EXISTS (
 			SELECT 1 FROM messages x WHERE x.media_id = md.id AND x.media_id <> '' AND x.recalled_at IS NULL)
 		ORDER BY md.created_at LIMIT $2
-		FOR UPDATE SKIP LOCKED)`
+		FOR UPDATE SKIP LOCKED))`
 
 	// sweepBlobsQuery forgets, and returns, the blob keys marked in use
 	// before $1 that no upload uses, as its bytes or its thumbnail. See

@@ -1,8 +1,10 @@
 package storagetest
 
 import (
+	"fmt"
 	"math"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -23,6 +25,7 @@ var mediaTests = []test{
 	{"sweep_shared_blob", testSweepSharedBlob},
 	{"sweep_touch_protects", testSweepTouch},
 	{"sweep_limit", testSweepLimit},
+	{"sweep_concurrent_once", testSweepConcurrent},
 }
 
 // media records an upload by uploader, created at(sec), of the bytes
@@ -353,4 +356,65 @@ func testSweepLimit(t *testing.T, s storage.Store) {
 	require.Equal(t, []string{"blob-0", "blob-1"}, f.sweep(100, 2), "the oldest first")
 	require.True(t, f.exists(ms[0]))
 	require.Equal(t, []string{"blob-2"}, f.sweep(100, 2))
+}
+
+// testSweepConcurrent runs sweeps side by side (the sweeper of every
+// process of a cluster) while uploads of the same bytes mark their keys:
+// every dead key is handed to exactly one sweep, and no key marked before
+// the sweeps began is handed out.
+func testSweepConcurrent(t *testing.T, s storage.Store) {
+	f := newFixture(t, s)
+	u := f.user()
+	const n = 40
+	want := make([]string, 0, n)
+	for i := range n {
+		key := fmt.Sprintf("blob-%02d", i)
+		f.media(u, key, "", 0)
+		want = append(want, key)
+	}
+	// Re-uploads of some of the bytes, marked in use before the sweeps.
+	require.NoError(t, s.TouchBlobs(f.ctx(), []string{"blob-00", "blob-17", "blob-39"}, at(200)))
+	want = slices.DeleteFunc(want, func(k string) bool { return k == "blob-00" || k == "blob-17" || k == "blob-39" })
+
+	const sweepers = 4
+	got := make([][]string, sweepers)
+	errs := make(chan error, sweepers+1)
+	var wg sync.WaitGroup
+	for i := range sweepers {
+		wg.Go(func() {
+			for range 100 {
+				dead, err := s.SweepMedia(f.ctx(), at(100), 3)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if len(dead) == 0 {
+					return
+				}
+				got[i] = append(got[i], dead...)
+			}
+		})
+	}
+	// Uploads going on meanwhile, with keys of their own.
+	wg.Go(func() {
+		for i := range 10 {
+			m := storage.Media{ID: newID("media"), UploaderID: u.ID, BlobKey: fmt.Sprintf("fresh-%d", i), CreatedAt: at(150)}
+			if err := s.TouchBlobs(f.ctx(), []string{m.BlobKey, "blob-17"}, at(150)); err != nil {
+				errs <- err
+				return
+			}
+			if err := s.CreateMedia(f.ctx(), m); err != nil {
+				errs <- err
+				return
+			}
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	all := slices.Concat(append(got, f.sweep(100, n))...)
+	slices.Sort(all)
+	require.Equal(t, want, all, "each dead key once, the marked ones spared")
 }
