@@ -169,6 +169,11 @@ func (m *mediaService) Upload(ctx context.Context, stream parleyv1connect.MediaS
 		}
 	}
 	f, done, err := part.Complete()
+	if errors.Is(err, media.ErrOffset) {
+		// The stream ended early. What arrived stays staged.
+		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Sprintf(
+			"chunk: the stream ended after %d of %d bytes; resume from there (GetUpload)", part.Written(), spec.Size))
+	}
 	if err != nil {
 		return nil, m.uploadError(ctx, err)
 	}

@@ -870,11 +870,11 @@ func (b *syncBuffer) String() string {
 func TestDerivedKeysAgreeAcrossNodes(t *testing.T) {
 	e := newEnv(t)
 	second := e.startNode(t)
-	k := e.node.svc.DeriveKey("media-urls")
+	k := e.svc.DeriveKey("media-urls")
 	require.Len(t, k, 32)
 	require.Equal(t, k, second.svc.DeriveKey("media-urls"))
-	require.NotEqual(t, k, e.node.svc.DeriveKey("something-else"))
+	require.NotEqual(t, k, e.svc.DeriveKey("something-else"))
 
 	other := newEnv(t)
-	require.NotEqual(t, k, other.node.svc.DeriveKey("media-urls"))
+	require.NotEqual(t, k, other.svc.DeriveKey("media-urls"))
 }

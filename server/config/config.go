@@ -21,6 +21,7 @@ import (
 	"github.com/parley-im/parley/server/engine"
 	"github.com/parley-im/parley/server/hub"
 	"github.com/parley-im/parley/server/shard"
+	"github.com/parley-im/parley/storage/s3"
 )
 
 // EnvPrefix starts every environment variable parleyd reads.
@@ -83,6 +84,41 @@ type Config struct {
 	Hub hub.Config `yaml:"hub" env:"HUB_"`
 	// Auth configures accounts and tokens.
 	Auth auth.Config `yaml:"auth" env:"AUTH_"`
+	// Media bounds uploads and says where their bytes live.
+	Media MediaConfig `yaml:"media" env:"MEDIA_"`
+}
+
+// Media storage backends (MediaConfig.Backend).
+const (
+	MediaAuto = ""   // fs on a single process, none in a cluster
+	MediaFS   = "fs" // a directory: Dir, or <data_dir>/media
+	MediaS3   = "s3" // S3-compatible object storage, shared by a cluster
+	MediaNone = "none"
+)
+
+// MediaConfig is MediaService's limits plus its storage.
+type MediaConfig struct {
+	server.MediaConfig `yaml:",inline" env:",inline"`
+	// Backend is where uploads are stored: fs, s3, or none (image and
+	// file messages are refused). Empty picks fs for a single process and
+	// none for processes routed through redis, which must share their
+	// media: set s3 there.
+	Backend string `yaml:"backend" env:"BACKEND"`
+	// Dir is the fs backend's directory; empty means <data_dir>/media.
+	Dir string `yaml:"dir" env:"DIR"`
+	// S3 configures the s3 backend.
+	S3 s3.Config `yaml:"s3" env:"S3_"`
+}
+
+// MediaBackend resolves Backend's automatic choice.
+func (c Config) MediaBackend() string {
+	if c.Media.Backend != MediaAuto {
+		return c.Media.Backend
+	}
+	if c.Redis != "" {
+		return MediaNone
+	}
+	return MediaFS
 }
 
 // Default is the embedded single-node setup: 127.0.0.1:8080, ./data.
@@ -101,6 +137,7 @@ func Default() Config {
 		Auth:            auth.DefaultConfig(),
 		PresenceTTL:     30 * time.Second,
 		Cluster:         shard.Single(),
+		Media:           MediaConfig{MediaConfig: server.DefaultMediaConfig()},
 	}
 }
 
@@ -135,6 +172,7 @@ func (c Config) Validate() error {
 	if err := c.Auth.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("auth: %w", err))
 	}
+	errs = append(errs, c.validateMedia()...)
 	if err := c.Cluster.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("cluster: %w", err))
 	} else if c.Cluster.Shards > 1 && c.Redis == "" {
@@ -321,4 +359,25 @@ func setValue(v reflect.Value, raw string) error {
 		return fmt.Errorf("unsupported type %s", v.Type())
 	}
 	return nil
+}
+
+func (c Config) validateMedia() []error {
+	var errs []error
+	if err := c.Media.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	switch c.MediaBackend() {
+	case MediaFS:
+		if c.Redis != "" {
+			errs = append(errs, errors.New("media.backend: processes routed through redis must share their media: use s3 (or none)"))
+		}
+	case MediaS3:
+		if c.Media.S3.Endpoint == "" || c.Media.S3.Bucket == "" {
+			errs = append(errs, errors.New("media.s3: endpoint and bucket are required for the s3 backend"))
+		}
+	case MediaNone:
+	default:
+		errs = append(errs, fmt.Errorf("media.backend %q: want fs, s3 or none", c.Media.Backend))
+	}
+	return errs
 }

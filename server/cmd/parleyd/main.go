@@ -37,13 +37,16 @@ import (
 	"github.com/parley-im/parley/server/health"
 	"github.com/parley-im/parley/server/hub"
 	"github.com/parley-im/parley/server/internal/tracing"
+	"github.com/parley-im/parley/server/media"
 	"github.com/parley-im/parley/server/metrics"
 	"github.com/parley-im/parley/server/route"
 	"github.com/parley-im/parley/server/web"
 	"github.com/parley-im/parley/storage"
+	"github.com/parley-im/parley/storage/blobfs"
 	"github.com/parley-im/parley/storage/embedded"
 	"github.com/parley-im/parley/storage/postgres"
 	"github.com/parley-im/parley/storage/redis"
+	"github.com/parley-im/parley/storage/s3"
 )
 
 func main() {
@@ -146,6 +149,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	authSvc.SetMetrics(m.RateLimit)
 	checker := health.NewChecker()
+	mediaDeps, err := openMedia(ctx, cfg, store, authSvc.DeriveKey("media-urls"), logger)
+	if err != nil {
+		return err
+	}
+	if mediaDeps != nil {
+		defer mediaDeps.Blobs.Close()
+	}
 	app, appBuilt := webApp(cfg.WebDir, logger)
 	srv, err := server.New(cfg.Chat, server.Deps{
 		Store:        store,
@@ -162,6 +172,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// Tracing outermost, so that a call's span covers its metrics.
 		Interceptors: append(tr.Interceptors(), m.RPC.Interceptor()),
 		Fallback:     app,
+		Media:        mediaDeps,
 	})
 	if err != nil {
 		return err
@@ -186,6 +197,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
+	sweepCtx, stopSweeper := context.WithCancel(ctx)
+	sweeperDone := make(chan struct{})
+	go func() {
+		defer close(sweeperDone)
+		srv.RunMediaSweeper(sweepCtx)
+	}()
+	defer func() {
+		stopSweeper()
+		<-sweeperDone
+	}()
 
 	checker.SetServing("", healthv1.HealthCheckResponse_SERVING)
 	ready.serving(func(ctx context.Context) error {
@@ -229,6 +250,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Warn("http shutdown", "err", err)
 		httpSrv.Close()
 	}
+	stopSweeper()
+	<-sweeperDone
 	if err := eng.Close(shutdownCtx); err != nil {
 		logger.Warn("engine shutdown", "err", err)
 	}
@@ -478,4 +501,39 @@ func webApp(dir string, logger *slog.Logger) (h http.Handler, built bool) {
 		return h, false
 	}
 	return h, true
+}
+
+// openMedia builds MediaService's storage from cfg.Media: nil when media is
+// off (backend none, or a cluster that configured no shared storage).
+func openMedia(ctx context.Context, cfg config.Config, store server.MediaStore, urlKey []byte, logger *slog.Logger) (*server.MediaDeps, error) {
+	var blobs storage.BlobStore
+	switch cfg.MediaBackend() {
+	case config.MediaNone:
+		logger.Info("media off: image and file messages are refused (set media.backend to s3 to share media across processes)")
+		return nil, nil
+	case config.MediaS3:
+		st, err := s3.New(ctx, cfg.Media.S3)
+		if err != nil {
+			return nil, fmt.Errorf("media: %w", err)
+		}
+		blobs = st
+	default:
+		dir := cfg.Media.Dir
+		if dir == "" {
+			dir = filepath.Join(cfg.DataDir, "media")
+		}
+		st, err := blobfs.New(blobfs.Config{Dir: dir})
+		if err != nil {
+			return nil, fmt.Errorf("media: %w", err)
+		}
+		blobs = st
+	}
+	// Uploads in progress stay on this process's disk: a resumed upload
+	// must come back to the process that holds its first part.
+	staging, err := media.NewStaging(filepath.Join(cfg.DataDir, "uploads"), cfg.Media.Limits())
+	if err != nil {
+		_ = blobs.Close()
+		return nil, err
+	}
+	return &server.MediaDeps{Config: cfg.Media.MediaConfig, Store: store, Blobs: blobs, Staging: staging, URLKey: urlKey}, nil
 }
