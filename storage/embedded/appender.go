@@ -10,16 +10,24 @@ import (
 
 const messageColumns = `conversation_id, seq, id, sender_id, sender_device_id, client_msg_id, kind, body, created_at, recalled_at, media_id`
 
+// insertColumns are the columns an append writes. media_id keeps its
+// default, the empty string, unless the message carries media
+// (insertMedia).
+const insertColumns = `conversation_id, seq, id, sender_id, sender_device_id, client_msg_id, kind, body, created_at`
+
 // writeStmts are the statements of the write hot path (appends, read
 // marks, cursors), prepared once on the write connection.
 type writeStmts struct {
-	lastSeq    *sql.Stmt
-	isMember   *sql.Stmt
-	findDup    *sql.Stmt
-	insert     *sql.Stmt
-	readUpTo   *sql.Stmt
-	bumpConv   *sql.Stmt
-	saveCursor *sql.Stmt
+	lastSeq  *sql.Stmt
+	isMember *sql.Stmt
+	findDup  *sql.Stmt
+	insert   *sql.Stmt
+	// insertMedia is insert for a message carrying media: a statement of
+	// its own, so that the others bind no media_id at all.
+	insertMedia *sql.Stmt
+	readUpTo    *sql.Stmt
+	bumpConv    *sql.Stmt
+	saveCursor  *sql.Stmt
 }
 
 func (ws *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
@@ -33,7 +41,9 @@ func (ws *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 			WHERE conversation_id = ? AND sender_id = ? AND client_msg_id = ? AND client_msg_id <> ''`},
 		// A committed idempotency key makes the insert a no-op (0 rows)
 		// instead of an error; any other uniqueness violation still fails.
-		{&ws.insert, `INSERT INTO messages (` + messageColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)
+		{&ws.insert, `INSERT INTO messages (` + insertColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (conversation_id, sender_id, client_msg_id) WHERE client_msg_id <> '' DO NOTHING`},
+		{&ws.insertMedia, `INSERT INTO messages (` + insertColumns + `, media_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (conversation_id, sender_id, client_msg_id) WHERE client_msg_id <> '' DO NOTHING`},
 		{&ws.readUpTo, `UPDATE members SET last_read_seq = ?1
 			WHERE conversation_id = ?2 AND user_id = ?3 AND last_read_seq < ?1`},
@@ -58,7 +68,7 @@ func (ws *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 
 func (ws *writeStmts) close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{ws.lastSeq, ws.isMember, ws.findDup, ws.insert, ws.readUpTo, ws.bumpConv, ws.saveCursor} {
+	for _, st := range []*sql.Stmt{ws.lastSeq, ws.isMember, ws.findDup, ws.insert, ws.insertMedia, ws.readUpTo, ws.bumpConv, ws.saveCursor} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -93,6 +103,12 @@ type memberKey struct {
 type appender struct {
 	lastSeq, isMember, findDup, insert, readUpTo, bumpConv *sql.Stmt
 
+	// tx and insertMedia bind ws.insertMedia to the transaction on first
+	// use: most transactions carry no media.
+	tx          *sql.Tx
+	ws          *writeStmts
+	insertMedia *sql.Stmt
+
 	convs   map[string]*convState
 	members map[memberKey]bool
 	// reads is the highest own seq per sender, for flush.
@@ -109,6 +125,8 @@ func (s *Store) appender(ctx context.Context, tx *sql.Tx) *appender {
 		insert:   tx.StmtContext(ctx, s.ws.insert),
 		readUpTo: tx.StmtContext(ctx, s.ws.readUpTo),
 		bumpConv: tx.StmtContext(ctx, s.ws.bumpConv),
+		tx:       tx,
+		ws:       &s.ws,
 		convs:    make(map[string]*convState),
 		members:  make(map[memberKey]bool),
 		reads:    make(map[memberKey]uint64),
@@ -189,9 +207,19 @@ func (a *appender) append(ctx context.Context, m storage.NewMessage) (msg storag
 		MembersSeq:     c.membersSeq,
 	}
 	created := ms(msg.CreatedAt)
-	res, err := a.insert.ExecContext(ctx,
-		msg.ConversationID, i64(msg.Seq), msg.ID, msg.SenderID, msg.SenderDeviceID,
-		msg.ClientMsgID, int64(msg.Kind), msg.Body, created, msg.MediaID)
+	var res sql.Result
+	if msg.MediaID == "" {
+		res, err = a.insert.ExecContext(ctx,
+			msg.ConversationID, i64(msg.Seq), msg.ID, msg.SenderID, msg.SenderDeviceID,
+			msg.ClientMsgID, int64(msg.Kind), msg.Body, created)
+	} else {
+		if a.insertMedia == nil {
+			a.insertMedia = a.tx.StmtContext(ctx, a.ws.insertMedia)
+		}
+		res, err = a.insertMedia.ExecContext(ctx,
+			msg.ConversationID, i64(msg.Seq), msg.ID, msg.SenderID, msg.SenderDeviceID,
+			msg.ClientMsgID, int64(msg.Kind), msg.Body, created, msg.MediaID)
+	}
 	if err != nil {
 		return storage.Message{}, false, err
 	}
