@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect/v2"
 	"connectrpc.com/connect/v2/connecthttp"
@@ -366,4 +367,46 @@ func TestMediaAccessFollowsMessages(t *testing.T) {
 	requireCode(t, err, connect.CodeNotFound, "media_id")
 	_, _, err = download(ctx, am, img.GetMediaId(), false)
 	require.NoError(t, err, "the uploader keeps access")
+}
+
+// The sweeper deletes what no message references once the grace period
+// is over, abandoned partial uploads too, and keeps what a message holds.
+func TestMediaSweeperDeletesUnreferencedUploads(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	// Long enough for the kept upload's message to be sent first on a slow
+	// machine; the sweeper then runs every 50 ms.
+	ts := startServerEnv(t, map[string]string{"PARLEY_MEDIA_SWEEP_GRACE": "4s", "PARLEY_MEDIA_SWEEP_INTERVAL": "50ms"}, "-data-dir", dataDir)
+	hc := h2cClient()
+	ctx := t.Context()
+	alice := register(t, hc, ts.url, "alice")
+	register(t, hc, ts.url, "bob")
+	am := mediaClient(hc, ts.url, alice)
+	conv, err := alice.convs.CreateDirect(ctx, &parleyv1.CreateDirectRequest{Peer: &parleyv1.CreateDirectRequest_Username{Username: "bob"}})
+	require.NoError(t, err)
+
+	kept, err := upload(ctx, am, "kept", "kept.bin", pattern(3000), 0, nil)
+	require.NoError(t, err)
+	_, err = alice.chat.SendMessage(ctx, &parleyv1.SendMessageRequest{
+		ConversationId: conv.GetConversation().GetId(), ClientMsgId: "file",
+		Content: &parleyv1.Content{Body: &parleyv1.Content_File{File: &parleyv1.MediaRef{MediaId: kept.GetMediaId()}}},
+	})
+	require.NoError(t, err)
+	orphan, err := upload(ctx, am, "orphan", "orphan.png", pngOf(t, 50, 50), 0, nil)
+	require.NoError(t, err)
+	require.Equal(t, 3, blobFiles(t, dataDir), "kept, orphan and orphan's thumbnail")
+	err = uploadPrefix(ctx, am, "abandoned", pattern(2<<20), 1<<20)
+	requireCode(t, err, connect.CodeFailedPrecondition, "")
+
+	require.Eventually(t, func() bool { return blobFiles(t, dataDir) == 1 }, 60*time.Second, 50*time.Millisecond,
+		"the orphan's blobs were not swept")
+	_, _, err = download(ctx, am, orphan.GetMediaId(), false)
+	requireCode(t, err, connect.CodeNotFound, "media_id")
+	_, got, err := download(ctx, am, kept.GetMediaId(), false)
+	require.NoError(t, err)
+	require.Equal(t, pattern(3000), got)
+	require.Eventually(t, func() bool {
+		_, err := am.GetUpload(ctx, &parleyv1.GetUploadRequest{UploadId: "abandoned"})
+		return connect.CodeOf(err) == connect.CodeNotFound
+	}, 60*time.Second, 50*time.Millisecond, "the abandoned upload was not swept")
 }
