@@ -141,6 +141,10 @@ func TestMigrateMembersSeq(t *testing.T) {
 	require.NoError(t, db.Close())
 
 	s = open(t, path)
+	old, err := s.GetMessage(ctx, "g", 2)
+	require.NoError(t, err)
+	require.Equal(t, "m1", old.ID)
+	require.Empty(t, old.MediaID, "a message written before 0003 carries no media")
 	require.Zero(t, appendOK(t, s, msg("m2", b.ID)).MembersSeq, "unknown before the migration")
 	added, err := s.AddMembers(ctx, "g", []string{c.ID}, 0, notice("n2"))
 	require.NoError(t, err)

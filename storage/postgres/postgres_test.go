@@ -166,6 +166,10 @@ func TestMigrateMembersSeq(t *testing.T) {
 	require.NoError(t, conn.Close(ctx))
 
 	s = open(t, dsn)
+	old, err := s.GetMessage(ctx, "g", 2)
+	require.NoError(t, err)
+	require.Equal(t, "m1", old.ID)
+	require.Empty(t, old.MediaID, "a message written before 0003 carries no media")
 	require.Zero(t, appendOne(t, s, groupMessage("m2", b, now)).MembersSeq, "unknown before the migration")
 	added, err := s.AddMembers(ctx, "g", []string{c.ID}, 0, notice(a, "n2", now))
 	require.NoError(t, err)
