@@ -1,9 +1,23 @@
-import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { AuthService } from "./gen/parley/v1/auth_pb.js";
 import { ChatService, HistoryDirection } from "./gen/parley/v1/chat_pb.js";
 import type { Message, User } from "./gen/parley/v1/common_pb.js";
 import { ConversationService } from "./gen/parley/v1/conversation_pb.js";
+import { MediaService, type MediaInfo } from "./gen/parley/v1/media_pb.js";
 import { withBearer } from "./bearer.js";
+import { newClientMsgId } from "./content.js";
+import { endpointOf } from "./endpoint.js";
+import {
+  UrlCache,
+  bytesOf,
+  download,
+  getMediaUrls,
+  sha256,
+  uploadRequests,
+  type DownloadOptions,
+  type MediaUrls,
+  type UploadOptions,
+} from "./media.js";
 import { ParleyAuthError } from "./errors.js";
 import { Subscription, type SubscribeOptions } from "./subscription.js";
 import { TokenManager, tokenFields, userInfo, type Credentials, type UserInfo } from "./tokens.js";
@@ -23,6 +37,13 @@ export interface ClientOptions {
    * most half the token's lifetime, when known). Default 30 000 ms.
    */
   refreshSkewMs?: number;
+  /**
+   * The server's address, which the relative URLs of
+   * {@link ParleyClient.mediaUrls} are resolved against. Only needed with a
+   * transport not made by createWebTransport or createNodeTransport (those
+   * remember theirs); in a browser the page's origin is the fallback.
+   */
+  baseUrl?: string;
 }
 
 /** Options of {@link ParleyClient.history}. */
@@ -54,8 +75,16 @@ export class ParleyClient {
   readonly conversations: Client<typeof ConversationService>;
   /** ChatService client with the bearer token attached. */
   readonly chat: Client<typeof ChatService>;
+  /**
+   * MediaService client with the bearer token attached. Upload (a client
+   * stream) works over Node's HTTP/2 transports only; see {@link upload}.
+   */
+  readonly media: Client<typeof MediaService>;
   readonly #tokens: TokenManager;
   readonly #auth: Client<typeof AuthService>;
+  readonly #baseUrl: string | undefined;
+  readonly #clientStreaming: boolean;
+  readonly #urls: UrlCache;
 
   private constructor(transport: Transport, creds: Credentials, opts: ClientOptions, fresh: boolean) {
     const plain = createClient(AuthService, transport);
@@ -64,6 +93,17 @@ export class ParleyClient {
     this.#auth = createClient(AuthService, authed);
     this.conversations = createClient(ConversationService, authed);
     this.chat = createClient(ChatService, authed);
+    this.media = createClient(MediaService, authed);
+    const endpoint = endpointOf(transport);
+    this.#baseUrl = opts.baseUrl ?? endpoint?.baseUrl ?? globalThis.location?.origin;
+    // A transport the SDK did not make may stream requests; let the server say.
+    this.#clientStreaming = endpoint?.clientStreaming ?? true;
+    this.#urls = new UrlCache((id) => {
+      if (this.#baseUrl === undefined) {
+        return Promise.reject(new Error("parley: mediaUrls: the server's address is unknown for this transport; pass ClientOptions.baseUrl"));
+      }
+      return getMediaUrls(this.media, this.#baseUrl, id);
+    });
   }
 
   /**
@@ -177,6 +217,83 @@ export class ParleyClient {
       limit: opts.limit ?? 0,
     });
     return { messages: res.messages, hasMore: res.hasMore };
+  }
+
+  /**
+   * Returns short-lived signed URLs of a media (and its description): a
+   * plain GET fetches the bytes without a token, so they suit an <img src>
+   * or a download link. They are resolved against the server's address (see
+   * {@link ClientOptions.baseUrl}) and cached per media until shortly before
+   * they expire (30 s, or half their lifetime if shorter; the server's
+   * default lifetime is 5 minutes), so calling this for every render is
+   * cheap. refresh forces new URLs, e.g. after an <img> failed to load.
+   * Rejects with NotFound when this user may not read the media (it is
+   * neither theirs nor in a conversation of theirs, or was recalled).
+   */
+  mediaUrls(mediaId: string, opts: { refresh?: boolean } = {}): Promise<MediaUrls> {
+    return this.#urls.get(mediaId, opts.refresh ?? false);
+  }
+
+  /**
+   * Downloads a media's bytes (or its thumbnail's) over the Download stream,
+   * in Node and browsers alike, and returns them whole. Rejects with
+   * NotFound like {@link mediaUrls} (and for a thumbnail the media has not),
+   * or when fewer bytes arrived than the server announced.
+   */
+  async download(mediaId: string, opts: DownloadOptions = {}): Promise<Uint8Array> {
+    try {
+      return await download(this.media, mediaId, opts);
+    } catch (err) {
+      throw this.#tokens.classify(err);
+    }
+  }
+
+  /**
+   * Uploads a file and returns its MediaInfo; send it with
+   * `sub.send(conv, image(info.mediaId))` (or `file(...)`). The server
+   * detects the type from the bytes, and makes a thumbnail of an image.
+   *
+   * Upload is a client stream, which browsers cannot send (fetch has no
+   * streaming request bodies there): it works with createNodeTransport over
+   * HTTP/2 (`{protocol: "grpc"}`, or `{httpVersion: "2"}`) and rejects at
+   * once for a transport made by createWebTransport or an HTTP/1.1 one.
+   *
+   * The whole file is held in memory to hash it (SHA-256 with
+   * crypto.subtle), then sent in chunks of 1 MiB. Rejects with the server's
+   * ConnectError: InvalidArgument for an empty file or a checksum mismatch,
+   * ResourceExhausted over the server's size limit, and so on. An
+   * interrupted upload can be resumed by calling again with the same
+   * {@link UploadOptions.uploadId}.
+   */
+  async upload(data: Uint8Array | Blob, fileName: string, opts: UploadOptions = {}): Promise<MediaInfo> {
+    if (!this.#clientStreaming) {
+      throw new Error("parley: upload needs a transport that streams requests: createNodeTransport over HTTP/2 (browsers cannot send client streams)");
+    }
+    const bytes = await bytesOf(data);
+    const digest = await sha256(bytes);
+    const signal = opts.signal;
+    let offset = 0;
+    const uploadId = opts.uploadId ?? newClientMsgId();
+    try {
+      if (opts.uploadId !== undefined) offset = await this.#resumeOffset(uploadId, bytes.length, signal);
+      const res = await this.media.upload(uploadRequests(bytes, { uploadId, fileName, sha256: digest, offset }), { signal });
+      if (!res.media) throw new Error(`parley: Upload ${uploadId}: the server sent no media`);
+      return res.media;
+    } catch (err) {
+      throw this.#tokens.classify(err);
+    }
+  }
+
+  /** #resumeOffset is how many bytes of the upload the server holds (0 when it holds none). */
+  async #resumeOffset(uploadId: string, size: number, signal: AbortSignal | undefined): Promise<number> {
+    try {
+      const st = await this.media.getUpload({ uploadId }, { signal });
+      // Another file under the same id: start over and let the server judge.
+      return st.sizeBytes === BigInt(size) ? Number(st.receivedBytes) : 0;
+    } catch (err) {
+      if (err instanceof ConnectError && err.code === Code.NotFound) return 0;
+      throw err;
+    }
   }
 
   /** Opens this device's live feed; see {@link Subscription}. It starts connecting at once. */

@@ -7,6 +7,23 @@ export function text(s: string): Content {
 }
 
 /**
+ * Returns Content holding an image message: the uploaded media mediaId (an
+ * image: JPEG, PNG, GIF or WebP) with an optional caption. The server fills
+ * in the type, file name, size and pixel size from the upload.
+ */
+export function image(mediaId: string, caption = ""): Content {
+  return create(ContentSchema, { body: { case: "image", value: { mediaId, caption } } });
+}
+
+/**
+ * Returns Content holding a file message: the uploaded media mediaId, any
+ * type, with an optional caption. The server fills in the rest.
+ */
+export function file(mediaId: string, caption = ""): Content {
+  return create(ContentSchema, { body: { case: "file", value: { mediaId, caption } } });
+}
+
+/**
  * Returns a fresh client_msg_id. crypto.randomUUID exists only in secure
  * contexts (https, localhost); an app served over plain http on a LAN
  * address still has getRandomValues, so build a v4 UUID from that.

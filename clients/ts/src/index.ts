@@ -9,7 +9,8 @@ export { ParleyClient, type ClientOptions, type HistoryOptions } from "./client.
 export { Subscription, type SubscribeOptions, type SubscriptionEvent, type SubscriptionState } from "./subscription.js";
 export type { Credentials, UserInfo } from "./tokens.js";
 export { ParleyAuthError, isAccessExpired } from "./errors.js";
-export { text } from "./content.js";
+export { text, image, file } from "./content.js";
+export { type MediaUrls, type UploadOptions, type DownloadOptions } from "./media.js";
 export { Backoff } from "./backoff.js";
 export { Dedup } from "./dedup.js";
 export { AckCoalescer, type AckSender } from "./acks.js";
@@ -19,3 +20,4 @@ export * from "./gen/parley/v1/common_pb.js";
 export * from "./gen/parley/v1/auth_pb.js";
 export * from "./gen/parley/v1/chat_pb.js";
 export * from "./gen/parley/v1/conversation_pb.js";
+export * from "./gen/parley/v1/media_pb.js";

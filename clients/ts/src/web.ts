@@ -1,5 +1,6 @@
 import type { Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
+import { rememberEndpoint } from "./endpoint.js";
 
 /** Options of {@link createWebTransport}. */
 export interface WebTransportOptions {
@@ -10,15 +11,18 @@ export interface WebTransportOptions {
 /**
  * Returns a fetch-based transport to a parleyd at baseUrl (e.g.
  * "https://chat.example.org" or location.origin), for browsers and anything
- * else with fetch and streaming response bodies.
+ * else with fetch and streaming response bodies. Requests cannot stream, so
+ * ParleyClient.upload refuses this transport (downloads and URLs work).
  */
 export function createWebTransport(baseUrl: string, opts: WebTransportOptions = {}): Transport {
   const protocol = opts.protocol ?? "connect";
+  // fetch cannot stream a request body in browsers: no ParleyClient.upload.
+  const endpoint = { baseUrl, clientStreaming: false };
   switch (protocol) {
     case "connect":
-      return createConnectTransport({ baseUrl });
+      return rememberEndpoint(createConnectTransport({ baseUrl }), endpoint);
     case "grpc-web":
-      return createGrpcWebTransport({ baseUrl });
+      return rememberEndpoint(createGrpcWebTransport({ baseUrl }), endpoint);
     default:
       throw new Error(`parley: createWebTransport: unknown protocol ${String(protocol)}`);
   }

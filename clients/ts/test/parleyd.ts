@@ -32,6 +32,8 @@ export interface StartOptions {
   args?: string[];
   /** Directory served as the web app (passed as -web-dir). */
   webDir?: string;
+  /** Extra environment, e.g. {PARLEY_MEDIA_URL_TTL: "4s"} for settings without a flag. */
+  env?: Record<string, string>;
 }
 
 /** The repository root, three levels above this file (clients/ts/test). */
@@ -110,7 +112,8 @@ export async function startParleyd(opts: StartOptions = {}): Promise<Parleyd> {
     return f.concat(opts.args ?? []);
   };
 
-  let proc: Running = await launch(bin, flags("127.0.0.1:0"));
+  const env = { ...process.env, ...opts.env };
+  let proc: Running = await launch(bin, flags("127.0.0.1:0"), env);
   const url = proc.url;
   const hostPort = new URL(url).host;
   const stop = (): Promise<void> => proc.stop();
@@ -121,7 +124,7 @@ export async function startParleyd(opts: StartOptions = {}): Promise<Parleyd> {
     const deadline = Date.now() + 5_000;
     for (;;) {
       try {
-        proc = await launch(bin, flags(hostPort));
+        proc = await launch(bin, flags(hostPort), env);
         return;
       } catch (err) {
         if (!(err instanceof Error && /address already in use/.test(err.message)) || Date.now() > deadline) throw err;
@@ -138,8 +141,8 @@ interface Running {
   kill(signal: NodeJS.Signals): void;
 }
 
-function launch(bin: string, args: string[]): Promise<Running> {
-  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
+function launch(bin: string, args: string[], env: NodeJS.ProcessEnv): Promise<Running> {
+  const child = spawn(bin, args, { env, stdio: ["ignore", "pipe", "pipe"] });
   live.add(child);
   const exited = new Promise<void>((res) => {
     child.once("exit", () => {
