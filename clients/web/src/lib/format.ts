@@ -80,3 +80,16 @@ export function listOfNames(names: string[]): string {
   if (names.length <= 1) return names[0] ?? "";
   return `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}`;
 }
+
+/** fileSize is a byte count for people: "512 B", "4.2 KB", "13 MB" (powers of 1024). */
+export function fileSize(bytes: bigint | number): string {
+  let n = Number(bytes);
+  if (n < 1024) return `${n} B`;
+  const units = ["KB", "MB", "GB", "TB"];
+  let u = -1;
+  do {
+    n /= 1024;
+    u++;
+  } while (n >= 1024 && u < units.length - 1);
+  return `${n < 10 ? n.toFixed(1) : Math.round(n)} ${units[u]}`;
+}

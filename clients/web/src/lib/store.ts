@@ -13,6 +13,7 @@ import {
   ParleyAuthError,
   type Conversation,
   type ConversationSummary,
+  type MediaUrls,
   type Message,
   type ParleyClient,
   type Subscription,
@@ -884,10 +885,19 @@ export class ChatStore {
     const m = c.lastMessage;
     if (!m) return c.kind === ConversationKind.GROUP ? "No messages yet" : "Say hello 👋";
     if (m.kind === MessageKind.SYSTEM) return this.systemText(m);
-    const body = m.recalled ? "Message recalled" : messageText(m);
+    const body = m.recalled ? "Message recalled" : previewText(m);
     if (m.senderId === this.state.me.id) return `You: ${body}`;
     if (c.kind === ConversationKind.GROUP) return `${this.name(m.senderId)}: ${body}`;
     return body;
+  }
+
+  /**
+   * mediaUrls are the signed URLs of a media shown in a message (cached by
+   * the SDK until shortly before they expire); refresh asks for new ones,
+   * e.g. after an image failed to load. Rejects with the SDK's error.
+   */
+  mediaUrls(mediaId: string, refresh = false): Promise<MediaUrls> {
+    return this.client.mediaUrls(mediaId, { refresh });
   }
 
   /** typingText is "alice is typing…" for the members typing in c, or "". */
@@ -970,6 +980,19 @@ function addsUser(m: Message, userId: string): boolean {
 
 function maxBig(a: bigint, b: bigint): bigint {
   return a > b ? a : b;
+}
+
+/** previewText is a message's text, or "📷 Photo" / "📎 <file name>" for media. */
+export function previewText(m: Message): string {
+  const body = m.content?.body;
+  switch (body?.case) {
+    case "image":
+      return "📷 Photo";
+    case "file":
+      return `📎 ${body.value.fileName || "File"}`;
+    default:
+      return messageText(m);
+  }
 }
 
 /** messageText is a message's text, or a label for media. */
