@@ -65,7 +65,7 @@ func TestRestart(t *testing.T) {
 	require.NoError(t, srv.Stop(), "Stop of a killed server is a no-op")
 	srv.Restart(t)
 	requireServing(t, healthv1connect.NewHealthClient(srv.Client(t)))
-	require.FileExists(t, filepath.Join(dir, entries[0].Name()))
+	require.FileExists(t, filepath.Join(dir, "parley.db"), "the store is where it was")
 }
 
 func TestWithArgs(t *testing.T) {
