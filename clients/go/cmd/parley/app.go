@@ -29,6 +29,13 @@ commands:
   group remove CONV USER        remove a member from a group
   conversations                 list conversations with unread counts
   send CONV TEXT...             send a text message
+  send-file CONV PATH [TEXT...] upload a file and send it (as an image when the
+                                server detects JPEG, PNG, GIF or WebP), with an
+                                optional caption; prints the media id and seq
+  download [-o PATH] [-thumb] [-f] MEDIA_ID
+                                save a file or image (-thumb: its thumbnail); by
+                                default under its own name in the current
+                                directory, never overwriting without -f
   history CONV [-limit N]       print the latest messages of a conversation
   listen                        print incoming events until interrupted
 
@@ -106,6 +113,10 @@ func (a *app) dispatch(ctx context.Context, cmd string, args []string) error {
 		return a.conversations(ctx, args)
 	case "send":
 		return a.send(ctx, args)
+	case "send-file":
+		return a.sendFile(ctx, args)
+	case "download":
+		return a.download(ctx, args)
 	case "history":
 		return a.history(ctx, args)
 	case "listen":

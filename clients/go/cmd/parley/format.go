@@ -110,9 +110,9 @@ func body(m *parleyv1.Message) string {
 	c := m.GetContent()
 	switch {
 	case c.GetImage() != nil:
-		return "[image] " + c.GetImage().GetFileName()
+		return mediaLine("image", c.GetImage())
 	case c.GetFile() != nil:
-		return "[file] " + c.GetFile().GetFileName()
+		return mediaLine("file", c.GetFile())
 	}
 	return strings.ReplaceAll(c.GetText(), "\n", " ⏎ ")
 }
