@@ -15,4 +15,12 @@
 // unacknowledged sends with their original client_msg_id, so at most one copy
 // of each message is committed. Events reach the application through
 // [Session.Events]; see [Session] for the back-pressure contract.
+//
+// Photos and files travel apart from messages: [Client.Upload] (or
+// [Client.UploadFile]) streams the bytes to the media service in 1 MiB
+// chunks, resuming an interrupted upload where the server's copy ends, and
+// returns a media id; a message then refers to it with [Image] or [File],
+// and the server fills in the type, size and pixel size it detected.
+// [Client.Download] streams media (or its thumbnail) to an io.Writer,
+// resuming after the bytes already written and checking the SHA-256.
 package parley

@@ -32,6 +32,11 @@ import (
 // fastRetry keeps the backoff waits of these tests short.
 var fastRetry = parley.WithTransferBackoff(time.Millisecond, 10*time.Millisecond)
 
+// patient is for resuming an upload whose previous stream broke: until the
+// server notices, the upload stays busy (Aborted), which can take a loaded
+// -race server a while.
+var patient = []parley.UploadOption{parley.WithTransferBackoff(50*time.Millisecond, time.Second), parley.WithAttempts(12)}
+
 // TestMediaAgainstParleyd runs uploads, downloads and media messages
 // against a real parleyd. Alice and Bob share a direct conversation; Carol
 // shares nothing with them.
@@ -175,7 +180,7 @@ func TestMediaAgainstParleyd(t *testing.T) {
 			require.NoError(t, err)
 			require.LessOrEqual(t, held.GetReceivedBytes(), uint64(2<<20))
 		}
-		info, err := alice.Upload(t.Context(), r, int64(len(data)), "big.bin", parley.WithUploadID("read-error-1"), fastRetry)
+		info, err := alice.Upload(t.Context(), r, int64(len(data)), "big.bin", append(patient, parley.WithUploadID("read-error-1"))...)
 		require.NoError(t, err)
 		requireDownload(t, alice, info.GetMediaId(), data)
 		requireOneBlob(t, srv.dataDir, data)
@@ -194,7 +199,7 @@ func TestMediaResumesBrokenStreams(t *testing.T) {
 
 	data := pattern(5<<20 + 3)
 	cut.arm(parleyv1connect.MediaServiceUploadProcedure, 2<<20+512)
-	info, err := alice.Upload(t.Context(), bytes.NewReader(data), int64(len(data)), "big.bin", fastRetry)
+	info, err := alice.Upload(t.Context(), bytes.NewReader(data), int64(len(data)), "big.bin", patient...)
 	require.NoError(t, err)
 	require.Equal(t, 1, cut.cuts(), "the first stream was cut")
 	require.Less(t, cut.requestBytes(), int64(len(data)+(2<<20)), "the resumed stream sent the rest, not everything again")

@@ -104,8 +104,8 @@ func startParleyd(t *testing.T) *parleyd {
 			}
 		case <-time.After(30 * time.Second):
 			_ = cmd.Process.Kill()
-			<-exited
-			t.Errorf("parleyd did not stop within 30s")
+			err := <-exited
+			t.Errorf("parleyd did not stop within 30s, killed: %v", err)
 		}
 		if t.Failed() {
 			t.Logf("parleyd stderr:\n%s", stderr.String())
