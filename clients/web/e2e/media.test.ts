@@ -136,6 +136,29 @@ describe("photos and files", () => {
     expect(pageErrors).toEqual([]);
   });
 
+  it("asks for new URLs once when a photo fails to load (an expired link)", async () => {
+    const pic = await sdk.upload(gradientPng(300, 200, 7), "retry.png");
+    // The first request for this photo fails as an expired link would.
+    let hits = 0;
+    await bob.page.route(
+      (u) => u.pathname === `/media/${pic.mediaId}` || u.pathname.startsWith(`/media/${pic.mediaId}/`),
+      async (route) => {
+        hits++;
+        if (hits === 1) await route.fulfill({ status: 403, contentType: "text/plain", body: "this link has expired" });
+        else await route.continue();
+      },
+    );
+    const m = await sub.send(conv, image(pic.mediaId));
+    await until(
+      bob.page,
+      "the photo has loaded after one failure",
+      (seq) => (document.querySelector<HTMLImageElement>(`[data-testid=message][data-seq="${seq}"] [data-testid=message-image]`)?.naturalWidth ?? 0) > 0,
+      String(m.seq),
+    );
+    expect(hits).toBe(2);
+    await bob.page.unrouteAll();
+  });
+
   it("shows a recalled photo as recalled, without the photo", async () => {
     const pic = await sdk.upload(gradientPng(200, 300, 6), "tall.png");
     const m = await sub.send(conv, image(pic.mediaId));
