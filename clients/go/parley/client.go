@@ -23,6 +23,7 @@ type Client struct {
 	auth          parleyv1connect.AuthServiceClient // authenticated: Logout
 	chat          parleyv1connect.ChatServiceClient
 	conversations parleyv1connect.ConversationServiceClient
+	media         parleyv1connect.MediaServiceClient
 	logger        *slog.Logger
 }
 
@@ -84,6 +85,7 @@ func newClient(baseURL string, cfg *clientConfig, anon parleyv1connect.AuthServi
 		auth:          parleyv1connect.NewAuthServiceClient(cc),
 		chat:          parleyv1connect.NewChatServiceClient(cc),
 		conversations: parleyv1connect.NewConversationServiceClient(cc),
+		media:         parleyv1connect.NewMediaServiceClient(cc),
 		logger:        cfg.logger,
 	}
 }

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect/v2"
-	"connectrpc.com/connect/v2/connecthttp"
 
 	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
 	"github.com/parley-im/parley/clients/go/gen/parley/v1/parleyv1connect"
@@ -34,12 +33,8 @@ var ErrChecksum = errors.New("parley: downloaded bytes do not match the media's 
 // Media returns the MediaService client, authenticated as this device, for
 // what [Client.Upload] and [Client.Download] do not cover (GetMedia's signed
 // URLs, GetUpload). Errors are the server's Connect errors (connect.CodeOf).
-// Each call builds a small client over the Client's shared HTTP client; it
-// is cheap, and the result is safe for concurrent use.
 func (c *Client) Media() parleyv1connect.MediaServiceClient {
-	interceptors := append([]connect.ClientInterceptor{c.tokens.interceptor}, c.cfg.interceptors...)
-	cc := connect.NewClient(connecthttp.NewTransport(c.cfg.httpClient, c.baseURL, c.cfg.transportOptions...), interceptors...)
-	return parleyv1connect.NewMediaServiceClient(cc)
+	return c.media
 }
 
 // Upload stores size bytes read from r as media named fileName (shown to
