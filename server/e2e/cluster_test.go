@@ -18,8 +18,8 @@ import (
 	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
 	"github.com/parley-im/parley/clients/go/gen/parley/v1/parleyv1connect"
 	"github.com/parley-im/parley/clients/go/parley"
-	"github.com/parley-im/parley/server/internal/testserver"
 	"github.com/parley-im/parley/server/shard"
+	"github.com/parley-im/parley/server/testserver"
 	"github.com/parley-im/parley/storage/storagetest/realsvc"
 )
 

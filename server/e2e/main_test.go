@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-im/parley/server/internal/testserver"
+	"github.com/parley-im/parley/server/testserver"
 )
 
 // waitTimeout bounds every wait on an event; nothing sleeps.

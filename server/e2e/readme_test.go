@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-im/parley/server/internal/testserver"
+	"github.com/parley-im/parley/server/testserver"
 	"github.com/stretchr/testify/require"
 )
 

@@ -10,7 +10,7 @@ import (
 	"connectrpc.com/connect/v2/connecthttp"
 	healthv1 "github.com/parley-im/parley/clients/go/gen/grpc/health/v1"
 	"github.com/parley-im/parley/clients/go/gen/grpc/health/v1/healthv1connect"
-	"github.com/parley-im/parley/server/internal/testserver"
+	"github.com/parley-im/parley/server/testserver"
 	"github.com/stretchr/testify/require"
 )
 

@@ -9,6 +9,9 @@
 //	func TestMain(m *testing.M) { os.Exit(testserver.Run(m)) }
 //
 // Builds left behind by packages that do not are removed by the next build.
+//
+// It is for tests only, of the server and of the clients (which is why it
+// is not under internal/): nothing but _test.go files imports it.
 package testserver
 
 import (
