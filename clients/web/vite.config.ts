@@ -14,6 +14,7 @@ export default defineConfig({
     proxy: {
       "/parley.v1.": { target: api, changeOrigin: false },
       "/grpc.": { target: api, changeOrigin: false },
+      "/media/": { target: api, changeOrigin: false },
     },
   },
   build: {
