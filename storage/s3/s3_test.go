@@ -214,8 +214,10 @@ func TestServerGone(t *testing.T) {
 }
 
 // TestLargeBlobMemory streams 100 MiB in and out with the default 16 MiB
-// parts: the heap must stay within about one part. Not parallel: other
-// tests' allocations would blur the numbers.
+// parts: the live heap holds one part, and with the garbage GOGC lets
+// pile up before a collection (the request signer's per-chunk hashes, about
+// a tenth of the bytes sent) the heap stays under two parts and change.
+// Not parallel: other tests' allocations would blur the numbers.
 func TestLargeBlobMemory(t *testing.T) {
 	cfg := testConfig()
 	cfg.PartSize = 0 // s3.DefaultPartSize
@@ -224,7 +226,7 @@ func TestLargeBlobMemory(t *testing.T) {
 	res := blobtest.MeasureLarge(t, s, size)
 	t.Logf("100 MiB: Put peak heap %d KiB, allocated %d KiB; Open+read peak heap %d KiB, allocated %d KiB",
 		res.Put.PeakHeap>>10, res.Put.TotalAlloc>>10, res.Open.PeakHeap>>10, res.Open.TotalAlloc>>10)
-	const limit = s3.DefaultPartSize + 8<<20
+	const limit = 2*s3.DefaultPartSize + 8<<20
 	require.Less(t, res.Put.PeakHeap, uint64(limit))
 	require.Less(t, res.Open.PeakHeap, uint64(8<<20))
 	require.Less(t, res.Open.TotalAlloc, uint64(16<<20))

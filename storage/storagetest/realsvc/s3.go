@@ -3,7 +3,6 @@ package realsvc
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -39,8 +38,6 @@ const (
 	// s3ReadyTimeout bounds the wait for a started server to store an
 	// object (about 2 s here; longer on a busy machine).
 	s3ReadyTimeout = 60 * time.Second
-	// s3StopTimeout bounds the wait after SIGTERM before SIGKILL.
-	s3StopTimeout = 10 * time.Second
 	// s3Ports is how many ports weed server listens on: HTTP and gRPC of
 	// the master, the volume server, the filer and the S3 gateway.
 	s3Ports = 8
@@ -59,6 +56,9 @@ type S3 struct {
 	bin      string
 	dir      string
 	endpoint string
+	// sockets are the Unix sockets weed server makes next to its gRPC
+	// ports, in /tmp whatever TMPDIR says; killed, it leaves them.
+	sockets []string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -117,8 +117,8 @@ func StartS3TB(tb testing.TB) *S3 {
 // Endpoint is the S3 gateway's host:port (plain HTTP).
 func (s *S3) Endpoint() string { return s.endpoint }
 
-// Stop stops the server (SIGTERM to its process group, SIGKILL after a
-// while) and deletes its directory. It is idempotent.
+// Stop kills the server's process group and deletes its directory. It is
+// idempotent.
 func (s *S3) Stop() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -126,8 +126,8 @@ func (s *S3) Stop() error {
 		return nil
 	}
 	s.stopped = true
-	err := s.terminate()
-	return errors.Join(err, os.RemoveAll(s.dir))
+	s.terminate()
+	return os.RemoveAll(s.dir)
 }
 
 // start runs weed server on fresh ports and waits until it is ready. The
@@ -183,6 +183,12 @@ func (s *S3) start() error {
 	}()
 	s.cmd, s.exited = cmd, exited
 	s.endpoint = net.JoinHostPort("127.0.0.1", port(6))
+	s.sockets = []string{
+		"/tmp/seaweedfs-master-grpc-" + port(1) + ".sock",
+		"/tmp/seaweedfs-volume-grpc-" + port(3) + ".sock",
+		"/tmp/seaweedfs-filer-grpc-" + port(5) + ".sock",
+		"/tmp/seaweedfs-s3-grpc-" + port(7) + ".sock",
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), s3ReadyTimeout)
 	defer cancel()
@@ -198,31 +204,26 @@ func (s *S3) start() error {
 			return nil
 		}
 		if ctx.Err() != nil {
-			_ = s.terminate()
+			s.terminate()
 			return fmt.Errorf("realsvc: s3: not ready after %s (%w): %s", s3ReadyTimeout, lastErr, logTail(logPath))
 		}
 		time.Sleep(100 * time.Millisecond) // polling a process that has no readiness signal
 	}
 }
 
-// terminate stops the running process group, if any, and waits for it.
-func (s *S3) terminate() error {
+// terminate kills the running process group, if any, and waits for the
+// server. SIGKILL, not SIGTERM: weed's graceful shutdown takes over 10 s,
+// and nothing in a throwaway server needs flushing.
+func (s *S3) terminate() {
 	if s.cmd == nil {
-		return nil
+		return
 	}
 	cmd, exited := s.cmd, s.exited
 	s.cmd, s.exited = nil, nil
-	pgid := cmd.Process.Pid // Setpgid: the group has the leader's pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-exited:
-		// Anything else left in the group goes too.
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		return nil
-	case <-time.After(s3StopTimeout):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-exited
-		return fmt.Errorf("realsvc: s3: weed server ignored SIGTERM for %s; killed", s3StopTimeout)
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // Setpgid: the group id is the leader's pid
+	<-exited
+	for _, sock := range s.sockets {
+		_ = os.Remove(sock)
 	}
 }
 
@@ -269,7 +270,7 @@ func s3Probe(ctx context.Context, endpoint string) error {
 func weedBin() (string, error) {
 	if p := os.Getenv(s3BinEnv); p != "" {
 		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("realsvc: s3: $%s: %w", s3BinEnv, err)
+			return "", fmt.Errorf("realsvc: s3: $%s (install weed with `%s` at the repository root): %w", s3BinEnv, S3Install, err)
 		}
 		return p, nil
 	}
