@@ -36,7 +36,8 @@ const (
 	// between picking it and the server binding it.
 	s3StartAttempts = 3
 	// s3ReadyTimeout bounds the wait for a started server to store an
-	// object (about 2 s here; longer on a busy machine).
+	// object: about 10 s here, most of it SeaweedFS growing volumes for
+	// the first write; longer on a busy machine.
 	s3ReadyTimeout = 60 * time.Second
 	// s3Ports is how many ports weed server listens on: HTTP and gRPC of
 	// the master, the volume server, the filer and the S3 gateway.
@@ -137,7 +138,12 @@ func (s *S3) start() error {
 	if err != nil {
 		return fmt.Errorf("realsvc: s3: %w", err)
 	}
+	// A fresh data directory: a failed attempt's master state names its
+	// ports.
 	data := filepath.Join(s.dir, "data")
+	if err := os.RemoveAll(data); err != nil {
+		return fmt.Errorf("realsvc: s3: %w", err)
+	}
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return fmt.Errorf("realsvc: s3: %w", err)
 	}
@@ -197,6 +203,7 @@ func (s *S3) start() error {
 		select {
 		case <-exited:
 			s.cmd = nil
+			s.removeSockets()
 			return fmt.Errorf("realsvc: s3: weed server exited during start: %s", logTail(logPath))
 		default:
 		}
@@ -222,6 +229,11 @@ func (s *S3) terminate() {
 	s.cmd, s.exited = nil, nil
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // Setpgid: the group id is the leader's pid
 	<-exited
+	s.removeSockets()
+}
+
+// removeSockets deletes the Unix sockets of a server that is gone.
+func (s *S3) removeSockets() {
 	for _, sock := range s.sockets {
 		_ = os.Remove(sock)
 	}
