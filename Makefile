@@ -14,6 +14,8 @@ MAKEFLAGS += --no-print-directory
 # protoc-gen-connect-go from go.mod's tool block; the rest are here.
 GOLANGCI_LINT_VERSION := v2.15.0
 GRPCURL_VERSION := v1.9.4
+# SeaweedFS's weed: the S3-compatible server the media tests store into.
+WEED_VERSION := v0.0.0-20261109003541-7506e5f91cd6
 # protovalidate's validate.proto, imported by proto/ (see buf.yaml).
 PROTOVALIDATE_VERSION := v1.2.2
 
@@ -136,7 +138,7 @@ bench-go: ## Run any Go benchmarks with -benchmem (BENCH=regexp BENCH_PKGS=./ser
 	go test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCH_COUNT) $(BENCH_PKGS)
 
 .PHONY: tools
-tools: $(NPM_STAMP) $(BIN)/grpcurl ## Install the pinned tools the tests need (buf, protoc-gen-es, grpcurl)
+tools: $(NPM_STAMP) $(BIN)/grpcurl $(BIN)/weed ## Install the pinned tools the tests need (buf, protoc-gen-es, grpcurl, weed)
 
 .PHONY: gen
 gen: $(NPM_STAMP) protodeps ## Regenerate Go, TypeScript and Android (Java/Kotlin lite) code from proto/ and format proto/
@@ -250,3 +252,16 @@ $(TOOLS)/$(1)/$(3)/$(1):
 endef
 $(eval $(call go_tool,grpcurl,github.com/fullstorydev/grpcurl/cmd/grpcurl,$(GRPCURL_VERSION)))
 $(eval $(call go_tool,golangci-lint,github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION)))
+
+# weed cannot be `go install`ed at a version (SeaweedFS's go.mod has a
+# replace directive): it is built inside the downloaded module, pinned by
+# that module's own go.sum. Cold, this is the slowest step of a fresh CI run
+# (several minutes of compiling); after that it is a symlink check.
+$(BIN)/weed: $(TOOLS)/weed/$(WEED_VERSION)/weed
+	@mkdir -p $(@D)
+	ln -sf $< $@
+
+$(TOOLS)/weed/$(WEED_VERSION)/weed:
+	dir="$$(cd / && go mod download -json github.com/seaweedfs/seaweedfs@$(WEED_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p')"; \
+	test -n "$$dir"; \
+	cd "$$dir" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags='-s -w' -o $@ ./weed
