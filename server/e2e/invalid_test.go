@@ -91,7 +91,7 @@ func TestBadInputLeavesStoreUnchanged(t *testing.T) {
 		{name: "no_conversation_id", call: sendAs(alice, "", "e5", text("x")), want: invalid},
 		{name: "unknown_conversation", call: sendAs(alice, "no-such-conversation", "e6", text("x")), want: []connect.Code{connect.CodeNotFound}},
 		{name: "foreign_conversation", call: sendAs(carol, dm, "e7", text("x")), want: notMember},
-		{name: "image_without_media_service", call: sendAs(alice, dm, "e8", &parleyv1.Content{Body: &parleyv1.Content_Image{Image: &parleyv1.MediaRef{MediaId: "m"}}}), want: []connect.Code{connect.CodeFailedPrecondition, connect.CodeInvalidArgument, connect.CodeUnimplemented}},
+		{name: "image_of_unknown_media", call: sendAs(alice, dm, "e8", &parleyv1.Content{Body: &parleyv1.Content_Image{Image: &parleyv1.MediaRef{MediaId: "m"}}}), want: []connect.Code{connect.CodeNotFound}},
 		{name: "stream_empty_body", call: streamSendAs(alice, dm, &parleyv1.Content{}), want: invalid},
 		{name: "stream_text_64KiB_plus_1", call: streamSendAs(alice, dm, text(tooLong)), want: invalid},
 		{name: "stream_unknown_conversation", call: streamSendAs(alice, "no-such-conversation", text("x")), want: []connect.Code{connect.CodeNotFound}},
