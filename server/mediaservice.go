@@ -139,15 +139,9 @@ func (m *mediaService) Upload(ctx context.Context, stream parleyv1connect.MediaS
 	if h == nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, "header: the first message of an upload must be its header")
 	}
-	if int64(h.GetSizeBytes()) > m.cfg.MaxSize {
-		return nil, connect.NewError(connect.CodeInvalidArgument,
-			fmt.Sprintf("header.size_bytes: %d bytes exceeds this server's limit of %d", h.GetSizeBytes(), m.cfg.MaxSize))
-	}
-	spec := media.UploadSpec{OwnerID: id.UserID, UploadID: h.GetUploadId(), FileName: h.GetFileName(), Size: int64(h.GetSizeBytes())}
-	copy(spec.SHA256[:], h.GetSha256())
-	part, err := m.staging.Begin(spec, int64(h.GetOffset()))
+	part, err := m.begin(ctx, id.UserID, h)
 	if err != nil {
-		return nil, m.uploadError(ctx, err)
+		return nil, err
 	}
 	for {
 		msg, err := stream.Receive()
@@ -168,21 +162,70 @@ func (m *mediaService) Upload(ctx context.Context, stream parleyv1connect.MediaS
 			return nil, m.uploadError(ctx, err)
 		}
 	}
-	f, done, err := part.Complete()
-	if errors.Is(err, media.ErrOffset) {
-		// The stream ended early. What arrived stays staged.
-		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Sprintf(
-			"chunk: the stream ended after %d of %d bytes; resume from there (GetUpload)", part.Written(), spec.Size))
-	}
-	if err != nil {
-		return nil, m.uploadError(ctx, err)
-	}
-	defer done()
-	rec, err := m.store1(ctx, id.UserID, spec, f)
+	rec, err := m.complete(ctx, part)
 	if err != nil {
 		return nil, err
 	}
 	return &parleyv1.UploadResponse{Media: mediaInfo(rec)}, nil
+}
+
+// UploadPart is one chunk of an upload per call: staged and acknowledged,
+// and the call that completes the file stores it.
+func (m *mediaService) UploadPart(ctx context.Context, req *parleyv1.UploadPartRequest) (*parleyv1.UploadPartResponse, error) {
+	id := mustIdentity(ctx)
+	part, err := m.begin(ctx, id.UserID, req.GetHeader())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := part.Write(req.GetChunk()); err != nil {
+		if cerr := part.Close(); cerr != nil {
+			m.s.logger.Warn("keep partial upload", "user_id", id.UserID, "err", cerr)
+		}
+		return nil, m.uploadError(ctx, err)
+	}
+	if part.Written() < part.Spec().Size {
+		if err := part.Close(); err != nil {
+			return nil, m.uploadError(ctx, err)
+		}
+		return &parleyv1.UploadPartResponse{ReceivedBytes: uint64(part.Written())}, nil
+	}
+	rec, err := m.complete(ctx, part)
+	if err != nil {
+		return nil, err
+	}
+	return &parleyv1.UploadPartResponse{ReceivedBytes: uint64(rec.Size), Media: mediaInfo(rec)}, nil
+}
+
+// begin checks an upload header and opens its staged upload at the
+// header's offset.
+func (m *mediaService) begin(ctx context.Context, userID string, h *parleyv1.UploadHeader) (*media.Part, error) {
+	if int64(h.GetSizeBytes()) > m.cfg.MaxSize {
+		return nil, connect.NewError(connect.CodeInvalidArgument,
+			fmt.Sprintf("header.size_bytes: %d bytes exceeds this server's limit of %d", h.GetSizeBytes(), m.cfg.MaxSize))
+	}
+	spec := media.UploadSpec{OwnerID: userID, UploadID: h.GetUploadId(), FileName: h.GetFileName(), Size: int64(h.GetSizeBytes())}
+	copy(spec.SHA256[:], h.GetSha256())
+	part, err := m.staging.Begin(spec, int64(h.GetOffset()))
+	if err != nil {
+		return nil, m.uploadError(ctx, err)
+	}
+	return part, nil
+}
+
+// complete verifies a fully staged upload and stores it.
+func (m *mediaService) complete(ctx context.Context, part *media.Part) (storage.Media, error) {
+	spec := part.Spec()
+	f, done, err := part.Complete()
+	if errors.Is(err, media.ErrOffset) {
+		// The stream ended early. What arrived stays staged.
+		return storage.Media{}, connect.NewError(connect.CodeFailedPrecondition, fmt.Sprintf(
+			"chunk: the stream ended after %d of %d bytes; resume from there (GetUpload)", part.Written(), spec.Size))
+	}
+	if err != nil {
+		return storage.Media{}, m.uploadError(ctx, err)
+	}
+	defer done()
+	return m.store1(ctx, spec.OwnerID, spec, f)
 }
 
 // store1 turns a complete, verified upload into stored media: it detects

@@ -410,3 +410,67 @@ func TestMediaSweeperDeletesUnreferencedUploads(t *testing.T) {
 		return connect.CodeOf(err) == connect.CodeNotFound
 	}, 60*time.Second, 50*time.Millisecond, "the abandoned upload was not swept")
 }
+
+// UploadPart, for browsers: one acknowledged chunk per call, resumable by
+// the streaming Upload and the other way round.
+func TestMediaUploadPartByPart(t *testing.T) {
+	t.Parallel()
+	ts, _ := mediaServer(t)
+	hc := h2cClient()
+	ctx := t.Context()
+	mc := mediaClient(hc, ts.url, register(t, hc, ts.url, "alice"))
+	data := pattern(2<<20 + 300)
+	sum := sha256.Sum256(data)
+	part := func(off, n int) (*parleyv1.UploadPartResponse, error) {
+		return mc.UploadPart(ctx, &parleyv1.UploadPartRequest{
+			Header: &parleyv1.UploadHeader{UploadId: "parts", FileName: "parts.bin", SizeBytes: uint64(len(data)), Sha256: sum[:], Offset: uint64(off)},
+			Chunk:  data[off : off+n],
+		})
+	}
+	res, err := part(0, 1<<20)
+	require.NoError(t, err)
+	require.Equal(t, uint64(1<<20), res.GetReceivedBytes())
+	require.Nil(t, res.GetMedia())
+	_, err = part(0, 1<<20)
+	requireCode(t, err, connect.CodeFailedPrecondition, "offset")
+
+	// GetUpload sees the parts' progress ...
+	st, err := mc.GetUpload(ctx, &parleyv1.GetUploadRequest{UploadId: "parts"})
+	require.NoError(t, err)
+	require.Equal(t, uint64(1<<20), st.GetReceivedBytes())
+	res, err = part(1<<20, 1<<20)
+	require.NoError(t, err)
+	// ... and the last part completes the file.
+	res, err = part(2<<20, 300)
+	require.NoError(t, err)
+	require.Equal(t, uint64(len(data)), res.GetReceivedBytes())
+	require.NotEmpty(t, res.GetMedia().GetMediaId())
+	_, got, err := download(ctx, mc, res.GetMedia().GetMediaId(), false)
+	require.NoError(t, err)
+	require.Equal(t, data, got)
+
+	// The streaming Upload resumes an upload begun in parts.
+	mixed := pattern(1<<20 + 10)
+	mixed[0] = 'm'
+	msum := sha256.Sum256(mixed)
+	_, err = mc.UploadPart(ctx, &parleyv1.UploadPartRequest{
+		Header: &parleyv1.UploadHeader{UploadId: "mixed", FileName: "mixed.bin", SizeBytes: uint64(len(mixed)), Sha256: msum[:]},
+		Chunk:  mixed[:1000],
+	})
+	require.NoError(t, err)
+	info, err := upload(ctx, mc, "mixed", "mixed.bin", mixed, 1000, nil)
+	require.NoError(t, err)
+	_, got, err = download(ctx, mc, info.GetMediaId(), false)
+	require.NoError(t, err)
+	require.Equal(t, mixed, got)
+
+	// A wrong digest is found when the last part arrives.
+	wrong := sha256.Sum256([]byte("no"))
+	_, err = mc.UploadPart(ctx, &parleyv1.UploadPartRequest{
+		Header: &parleyv1.UploadHeader{UploadId: "bad", SizeBytes: 3, Sha256: wrong[:]},
+		Chunk:  []byte("abc"),
+	})
+	requireCode(t, err, connect.CodeInvalidArgument, "sha256")
+	_, err = mc.UploadPart(ctx, &parleyv1.UploadPartRequest{Header: &parleyv1.UploadHeader{UploadId: "empty", SizeBytes: 3, Sha256: wrong[:]}})
+	requireCode(t, err, connect.CodeInvalidArgument, "chunk")
+}

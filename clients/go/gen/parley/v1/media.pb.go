@@ -235,6 +235,112 @@ func (x *UploadResponse) GetMedia() *MediaInfo {
 	return nil
 }
 
+type UploadPartRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *UploadHeader          `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Chunk         []byte                 `protobuf:"bytes,2,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadPartRequest) Reset() {
+	*x = UploadPartRequest{}
+	mi := &file_parley_v1_media_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadPartRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadPartRequest) ProtoMessage() {}
+
+func (x *UploadPartRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_media_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadPartRequest.ProtoReflect.Descriptor instead.
+func (*UploadPartRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_media_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *UploadPartRequest) GetHeader() *UploadHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *UploadPartRequest) GetChunk() []byte {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+type UploadPartResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// received_bytes are stored so far: the next part's offset.
+	ReceivedBytes uint64 `protobuf:"varint,1,opt,name=received_bytes,json=receivedBytes,proto3" json:"received_bytes,omitempty"`
+	// media is set once the upload is complete.
+	Media         *MediaInfo `protobuf:"bytes,2,opt,name=media,proto3" json:"media,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadPartResponse) Reset() {
+	*x = UploadPartResponse{}
+	mi := &file_parley_v1_media_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadPartResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadPartResponse) ProtoMessage() {}
+
+func (x *UploadPartResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_media_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadPartResponse.ProtoReflect.Descriptor instead.
+func (*UploadPartResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_media_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *UploadPartResponse) GetReceivedBytes() uint64 {
+	if x != nil {
+		return x.ReceivedBytes
+	}
+	return 0
+}
+
+func (x *UploadPartResponse) GetMedia() *MediaInfo {
+	if x != nil {
+		return x.Media
+	}
+	return nil
+}
+
 type GetUploadRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	UploadId      string                 `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
@@ -244,7 +350,7 @@ type GetUploadRequest struct {
 
 func (x *GetUploadRequest) Reset() {
 	*x = GetUploadRequest{}
-	mi := &file_parley_v1_media_proto_msgTypes[3]
+	mi := &file_parley_v1_media_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -256,7 +362,7 @@ func (x *GetUploadRequest) String() string {
 func (*GetUploadRequest) ProtoMessage() {}
 
 func (x *GetUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_media_proto_msgTypes[3]
+	mi := &file_parley_v1_media_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -269,7 +375,7 @@ func (x *GetUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUploadRequest.ProtoReflect.Descriptor instead.
 func (*GetUploadRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_media_proto_rawDescGZIP(), []int{3}
+	return file_parley_v1_media_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetUploadRequest) GetUploadId() string {
@@ -290,7 +396,7 @@ type GetUploadResponse struct {
 
 func (x *GetUploadResponse) Reset() {
 	*x = GetUploadResponse{}
-	mi := &file_parley_v1_media_proto_msgTypes[4]
+	mi := &file_parley_v1_media_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -302,7 +408,7 @@ func (x *GetUploadResponse) String() string {
 func (*GetUploadResponse) ProtoMessage() {}
 
 func (x *GetUploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_media_proto_msgTypes[4]
+	mi := &file_parley_v1_media_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -315,7 +421,7 @@ func (x *GetUploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUploadResponse.ProtoReflect.Descriptor instead.
 func (*GetUploadResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_media_proto_rawDescGZIP(), []int{4}
+	return file_parley_v1_media_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetUploadResponse) GetReceivedBytes() uint64 {
@@ -356,7 +462,7 @@ type MediaInfo struct {
 
 func (x *MediaInfo) Reset() {
 	*x = MediaInfo{}
-	mi := &file_parley_v1_media_proto_msgTypes[5]
+	mi := &file_parley_v1_media_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -368,7 +474,7 @@ func (x *MediaInfo) String() string {
 func (*MediaInfo) ProtoMessage() {}
 
 func (x *MediaInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_media_proto_msgTypes[5]
+	mi := &file_parley_v1_media_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -381,7 +487,7 @@ func (x *MediaInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MediaInfo.ProtoReflect.Descriptor instead.
 func (*MediaInfo) Descriptor() ([]byte, []int) {
-	return file_parley_v1_media_proto_rawDescGZIP(), []int{5}
+	return file_parley_v1_media_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *MediaInfo) GetMediaId() string {
@@ -466,7 +572,7 @@ type Thumbnail struct {
 
 func (x *Thumbnail) Reset() {
 	*x = Thumbnail{}
-	mi := &file_parley_v1_media_proto_msgTypes[6]
+	mi := &file_parley_v1_media_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +584,7 @@ func (x *Thumbnail) String() string {
 func (*Thumbnail) ProtoMessage() {}
 
 func (x *Thumbnail) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_media_proto_msgTypes[6]
+	mi := &file_parley_v1_media_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +597,7 @@ func (x *Thumbnail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Thumbnail.ProtoReflect.Descriptor instead.
 func (*Thumbnail) Descriptor() ([]byte, []int) {
-	return file_parley_v1_media_proto_rawDescGZIP(), []int{6}
+	return file_parley_v1_media_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Thumbnail) GetContentType() string {
@@ -535,7 +641,7 @@ type DownloadRequest struct {
 
 func (x *DownloadRequest) Reset() {
 	*x = DownloadRequest{}
-	mi := &file_parley_v1_media_proto_msgTypes[7]
+	mi := &file_parley_v1_media_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -547,7 +653,7 @@ func (x *DownloadRequest) String() string {
 func (*DownloadRequest) ProtoMessage() {}
 
 func (x *DownloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_media_proto_msgTypes[7]
+	mi := &file_parley_v1_media_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -560,7 +666,7 @@ func (x *DownloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadRequest.ProtoReflect.Descriptor instead.
 func (*DownloadRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_media_proto_rawDescGZIP(), []int{7}
+	return file_parley_v1_media_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DownloadRequest) GetMediaId() string {
@@ -597,7 +703,7 @@ type DownloadResponse struct {
 
 func (x *DownloadResponse) Reset() {
 	*x = DownloadResponse{}
-	mi := &file_parley_v1_media_proto_msgTypes[8]
+	mi := &file_parley_v1_media_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -609,7 +715,7 @@ func (x *DownloadResponse) String() string {
 func (*DownloadResponse) ProtoMessage() {}
 
 func (x *DownloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_media_proto_msgTypes[8]
+	mi := &file_parley_v1_media_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -622,7 +728,7 @@ func (x *DownloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadResponse.ProtoReflect.Descriptor instead.
 func (*DownloadResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_media_proto_rawDescGZIP(), []int{8}
+	return file_parley_v1_media_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DownloadResponse) GetPart() isDownloadResponse_Part {
@@ -676,7 +782,7 @@ type GetMediaRequest struct {
 
 func (x *GetMediaRequest) Reset() {
 	*x = GetMediaRequest{}
-	mi := &file_parley_v1_media_proto_msgTypes[9]
+	mi := &file_parley_v1_media_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +794,7 @@ func (x *GetMediaRequest) String() string {
 func (*GetMediaRequest) ProtoMessage() {}
 
 func (x *GetMediaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_media_proto_msgTypes[9]
+	mi := &file_parley_v1_media_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +807,7 @@ func (x *GetMediaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMediaRequest.ProtoReflect.Descriptor instead.
 func (*GetMediaRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_media_proto_rawDescGZIP(), []int{9}
+	return file_parley_v1_media_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetMediaRequest) GetMediaId() string {
@@ -726,7 +832,7 @@ type GetMediaResponse struct {
 
 func (x *GetMediaResponse) Reset() {
 	*x = GetMediaResponse{}
-	mi := &file_parley_v1_media_proto_msgTypes[10]
+	mi := &file_parley_v1_media_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +844,7 @@ func (x *GetMediaResponse) String() string {
 func (*GetMediaResponse) ProtoMessage() {}
 
 func (x *GetMediaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_media_proto_msgTypes[10]
+	mi := &file_parley_v1_media_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +857,7 @@ func (x *GetMediaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMediaResponse.ProtoReflect.Descriptor instead.
 func (*GetMediaResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_media_proto_rawDescGZIP(), []int{10}
+	return file_parley_v1_media_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetMediaResponse) GetMedia() *MediaInfo {
@@ -799,7 +905,13 @@ const file_parley_v1_media_proto_rawDesc = "" +
 	"\x06sha256\x18\x04 \x01(\fB\a\xbaH\x04z\x02h R\x06sha256\x12\x16\n" +
 	"\x06offset\x18\x05 \x01(\x04R\x06offset\"<\n" +
 	"\x0eUploadResponse\x12*\n" +
-	"\x05media\x18\x01 \x01(\v2\x14.parley.v1.MediaInfoR\x05media\":\n" +
+	"\x05media\x18\x01 \x01(\v2\x14.parley.v1.MediaInfoR\x05media\"o\n" +
+	"\x11UploadPartRequest\x127\n" +
+	"\x06header\x18\x01 \x01(\v2\x17.parley.v1.UploadHeaderB\x06\xbaH\x03\xc8\x01\x01R\x06header\x12!\n" +
+	"\x05chunk\x18\x02 \x01(\fB\v\xbaH\bz\x06\x10\x01\x18\x80\x80@R\x05chunk\"g\n" +
+	"\x12UploadPartResponse\x12%\n" +
+	"\x0ereceived_bytes\x18\x01 \x01(\x04R\rreceivedBytes\x12*\n" +
+	"\x05media\x18\x02 \x01(\v2\x14.parley.v1.MediaInfoR\x05media\":\n" +
 	"\x10GetUploadRequest\x12&\n" +
 	"\tupload_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\buploadId\"Y\n" +
 	"\x11GetUploadResponse\x12%\n" +
@@ -841,9 +953,11 @@ const file_parley_v1_media_proto_rawDesc = "" +
 	"\x05media\x18\x01 \x01(\v2\x14.parley.v1.MediaInfoR\x05media\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12#\n" +
 	"\rthumbnail_url\x18\x03 \x01(\tR\fthumbnailUrl\x12@\n" +
-	"\x0eurls_expire_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\furlsExpireAt2\xab\x02\n" +
+	"\x0eurls_expire_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\furlsExpireAt2\xf8\x02\n" +
 	"\fMediaService\x12A\n" +
-	"\x06Upload\x12\x18.parley.v1.UploadRequest\x1a\x19.parley.v1.UploadResponse\"\x00(\x01\x12H\n" +
+	"\x06Upload\x12\x18.parley.v1.UploadRequest\x1a\x19.parley.v1.UploadResponse\"\x00(\x01\x12K\n" +
+	"\n" +
+	"UploadPart\x12\x1c.parley.v1.UploadPartRequest\x1a\x1d.parley.v1.UploadPartResponse\"\x00\x12H\n" +
 	"\tGetUpload\x12\x1b.parley.v1.GetUploadRequest\x1a\x1c.parley.v1.GetUploadResponse\"\x00\x12G\n" +
 	"\bDownload\x12\x1a.parley.v1.DownloadRequest\x1a\x1b.parley.v1.DownloadResponse\"\x000\x01\x12E\n" +
 	"\bGetMedia\x12\x1a.parley.v1.GetMediaRequest\x1a\x1b.parley.v1.GetMediaResponse\"\x00B\x9f\x01\n" +
@@ -863,42 +977,48 @@ func file_parley_v1_media_proto_rawDescGZIP() []byte {
 	return file_parley_v1_media_proto_rawDescData
 }
 
-var file_parley_v1_media_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_parley_v1_media_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_parley_v1_media_proto_goTypes = []any{
 	(*UploadRequest)(nil),         // 0: parley.v1.UploadRequest
 	(*UploadHeader)(nil),          // 1: parley.v1.UploadHeader
 	(*UploadResponse)(nil),        // 2: parley.v1.UploadResponse
-	(*GetUploadRequest)(nil),      // 3: parley.v1.GetUploadRequest
-	(*GetUploadResponse)(nil),     // 4: parley.v1.GetUploadResponse
-	(*MediaInfo)(nil),             // 5: parley.v1.MediaInfo
-	(*Thumbnail)(nil),             // 6: parley.v1.Thumbnail
-	(*DownloadRequest)(nil),       // 7: parley.v1.DownloadRequest
-	(*DownloadResponse)(nil),      // 8: parley.v1.DownloadResponse
-	(*GetMediaRequest)(nil),       // 9: parley.v1.GetMediaRequest
-	(*GetMediaResponse)(nil),      // 10: parley.v1.GetMediaResponse
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*UploadPartRequest)(nil),     // 3: parley.v1.UploadPartRequest
+	(*UploadPartResponse)(nil),    // 4: parley.v1.UploadPartResponse
+	(*GetUploadRequest)(nil),      // 5: parley.v1.GetUploadRequest
+	(*GetUploadResponse)(nil),     // 6: parley.v1.GetUploadResponse
+	(*MediaInfo)(nil),             // 7: parley.v1.MediaInfo
+	(*Thumbnail)(nil),             // 8: parley.v1.Thumbnail
+	(*DownloadRequest)(nil),       // 9: parley.v1.DownloadRequest
+	(*DownloadResponse)(nil),      // 10: parley.v1.DownloadResponse
+	(*GetMediaRequest)(nil),       // 11: parley.v1.GetMediaRequest
+	(*GetMediaResponse)(nil),      // 12: parley.v1.GetMediaResponse
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_parley_v1_media_proto_depIdxs = []int32{
 	1,  // 0: parley.v1.UploadRequest.header:type_name -> parley.v1.UploadHeader
-	5,  // 1: parley.v1.UploadResponse.media:type_name -> parley.v1.MediaInfo
-	6,  // 2: parley.v1.MediaInfo.thumbnail:type_name -> parley.v1.Thumbnail
-	11, // 3: parley.v1.MediaInfo.created_at:type_name -> google.protobuf.Timestamp
-	5,  // 4: parley.v1.DownloadResponse.info:type_name -> parley.v1.MediaInfo
-	5,  // 5: parley.v1.GetMediaResponse.media:type_name -> parley.v1.MediaInfo
-	11, // 6: parley.v1.GetMediaResponse.urls_expire_at:type_name -> google.protobuf.Timestamp
-	0,  // 7: parley.v1.MediaService.Upload:input_type -> parley.v1.UploadRequest
-	3,  // 8: parley.v1.MediaService.GetUpload:input_type -> parley.v1.GetUploadRequest
-	7,  // 9: parley.v1.MediaService.Download:input_type -> parley.v1.DownloadRequest
-	9,  // 10: parley.v1.MediaService.GetMedia:input_type -> parley.v1.GetMediaRequest
-	2,  // 11: parley.v1.MediaService.Upload:output_type -> parley.v1.UploadResponse
-	4,  // 12: parley.v1.MediaService.GetUpload:output_type -> parley.v1.GetUploadResponse
-	8,  // 13: parley.v1.MediaService.Download:output_type -> parley.v1.DownloadResponse
-	10, // 14: parley.v1.MediaService.GetMedia:output_type -> parley.v1.GetMediaResponse
-	11, // [11:15] is the sub-list for method output_type
-	7,  // [7:11] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	7,  // 1: parley.v1.UploadResponse.media:type_name -> parley.v1.MediaInfo
+	1,  // 2: parley.v1.UploadPartRequest.header:type_name -> parley.v1.UploadHeader
+	7,  // 3: parley.v1.UploadPartResponse.media:type_name -> parley.v1.MediaInfo
+	8,  // 4: parley.v1.MediaInfo.thumbnail:type_name -> parley.v1.Thumbnail
+	13, // 5: parley.v1.MediaInfo.created_at:type_name -> google.protobuf.Timestamp
+	7,  // 6: parley.v1.DownloadResponse.info:type_name -> parley.v1.MediaInfo
+	7,  // 7: parley.v1.GetMediaResponse.media:type_name -> parley.v1.MediaInfo
+	13, // 8: parley.v1.GetMediaResponse.urls_expire_at:type_name -> google.protobuf.Timestamp
+	0,  // 9: parley.v1.MediaService.Upload:input_type -> parley.v1.UploadRequest
+	3,  // 10: parley.v1.MediaService.UploadPart:input_type -> parley.v1.UploadPartRequest
+	5,  // 11: parley.v1.MediaService.GetUpload:input_type -> parley.v1.GetUploadRequest
+	9,  // 12: parley.v1.MediaService.Download:input_type -> parley.v1.DownloadRequest
+	11, // 13: parley.v1.MediaService.GetMedia:input_type -> parley.v1.GetMediaRequest
+	2,  // 14: parley.v1.MediaService.Upload:output_type -> parley.v1.UploadResponse
+	4,  // 15: parley.v1.MediaService.UploadPart:output_type -> parley.v1.UploadPartResponse
+	6,  // 16: parley.v1.MediaService.GetUpload:output_type -> parley.v1.GetUploadResponse
+	10, // 17: parley.v1.MediaService.Download:output_type -> parley.v1.DownloadResponse
+	12, // 18: parley.v1.MediaService.GetMedia:output_type -> parley.v1.GetMediaResponse
+	14, // [14:19] is the sub-list for method output_type
+	9,  // [9:14] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_media_proto_init() }
@@ -910,7 +1030,7 @@ func file_parley_v1_media_proto_init() {
 		(*UploadRequest_Header)(nil),
 		(*UploadRequest_Chunk)(nil),
 	}
-	file_parley_v1_media_proto_msgTypes[8].OneofWrappers = []any{
+	file_parley_v1_media_proto_msgTypes[10].OneofWrappers = []any{
 		(*DownloadResponse_Info)(nil),
 		(*DownloadResponse_Chunk)(nil),
 	}
@@ -920,7 +1040,7 @@ func file_parley_v1_media_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_media_proto_rawDesc), len(file_parley_v1_media_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,8 @@ const (
 const (
 	// MediaServiceUploadProcedure is the procedure name of the MediaService's Upload RPC.
 	MediaServiceUploadProcedure = "/parley.v1.MediaService/Upload"
+	// MediaServiceUploadPartProcedure is the procedure name of the MediaService's UploadPart RPC.
+	MediaServiceUploadPartProcedure = "/parley.v1.MediaService/UploadPart"
 	// MediaServiceGetUploadProcedure is the procedure name of the MediaService's GetUpload RPC.
 	MediaServiceGetUploadProcedure = "/parley.v1.MediaService/GetUpload"
 	// MediaServiceDownloadProcedure is the procedure name of the MediaService's Download RPC.
@@ -40,6 +42,13 @@ var (
 			StreamType: connect.StreamTypeClient,
 			Schema:     v1.File_parley_v1_media_proto.Services().ByName("MediaService").Methods().ByName("Upload"),
 			Procedure:  MediaServiceUploadProcedure,
+		}
+	})
+	mediaServiceUploadPartSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType: connect.StreamTypeUnary,
+			Schema:     v1.File_parley_v1_media_proto.Services().ByName("MediaService").Methods().ByName("UploadPart"),
+			Procedure:  MediaServiceUploadPartProcedure,
 		}
 	})
 	mediaServiceGetUploadSpec = sync.OnceValue(func() connect.Spec {
@@ -73,6 +82,12 @@ type MediaServiceClient interface {
 	// the same upload_id: ask GetUpload how many bytes the server holds and
 	// send the rest with header.offset set to that.
 	Upload(context.Context) (MediaServiceUploadClientStream, error)
+	// UploadPart is Upload one chunk per call, for clients that cannot
+	// stream requests (browsers). Each call carries the header, with offset
+	// naming where its chunk starts, and is acknowledged once the chunk is
+	// stored; the call whose chunk completes the file returns the media. The
+	// two ways share uploads: either can resume the other's.
+	UploadPart(context.Context, *v1.UploadPartRequest) (*v1.UploadPartResponse, error)
 	// GetUpload reports an unfinished upload's progress (NotFound when there
 	// is none, e.g. it completed or was abandoned long ago).
 	GetUpload(context.Context, *v1.GetUploadRequest) (*v1.GetUploadResponse, error)
@@ -147,6 +162,12 @@ type MediaServiceHandler interface {
 	// the same upload_id: ask GetUpload how many bytes the server holds and
 	// send the rest with header.offset set to that.
 	Upload(context.Context, MediaServiceUploadServerStream) (*v1.UploadResponse, error)
+	// UploadPart is Upload one chunk per call, for clients that cannot
+	// stream requests (browsers). Each call carries the header, with offset
+	// naming where its chunk starts, and is acknowledged once the chunk is
+	// stored; the call whose chunk completes the file returns the media. The
+	// two ways share uploads: either can resume the other's.
+	UploadPart(context.Context, *v1.UploadPartRequest) (*v1.UploadPartResponse, error)
 	// GetUpload reports an unfinished upload's progress (NotFound when there
 	// is none, e.g. it completed or was abandoned long ago).
 	GetUpload(context.Context, *v1.GetUploadRequest) (*v1.GetUploadResponse, error)
@@ -163,6 +184,7 @@ func RegisterMediaServiceHandler(server *connect.Server, svc MediaServiceHandler
 	adapter := mediaServiceHandler{svc: svc}
 	server.Register(
 		connect.Method{Spec: mediaServiceUploadSpec(), Handler: adapter.upload},
+		connect.Method{Spec: mediaServiceUploadPartSpec(), Handler: adapter.uploadPart},
 		connect.Method{Spec: mediaServiceGetUploadSpec(), Handler: adapter.getUpload},
 		connect.Method{Spec: mediaServiceDownloadSpec(), Handler: adapter.download},
 		connect.Method{Spec: mediaServiceGetMediaSpec(), Handler: adapter.getMedia},
@@ -205,6 +227,10 @@ func (UnimplementedMediaServiceHandler) Upload(context.Context, MediaServiceUplo
 	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.MediaService.Upload is not implemented")
 }
 
+func (UnimplementedMediaServiceHandler) UploadPart(context.Context, *v1.UploadPartRequest) (*v1.UploadPartResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.MediaService.UploadPart is not implemented")
+}
+
 func (UnimplementedMediaServiceHandler) GetUpload(context.Context, *v1.GetUploadRequest) (*v1.GetUploadResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.MediaService.GetUpload is not implemented")
 }
@@ -227,6 +253,14 @@ func (c *mediaServiceClient) Upload(ctx context.Context) (MediaServiceUploadClie
 		return MediaServiceUploadClientStream{}, err
 	}
 	return MediaServiceUploadClientStream{stream: stream}, nil
+}
+
+func (c *mediaServiceClient) UploadPart(ctx context.Context, req *v1.UploadPartRequest) (*v1.UploadPartResponse, error) {
+	var res v1.UploadPartResponse
+	if err := c.client.CallUnary(ctx, mediaServiceUploadPartSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
 }
 
 func (c *mediaServiceClient) GetUpload(ctx context.Context, req *v1.GetUploadRequest) (*v1.GetUploadResponse, error) {
@@ -257,6 +291,18 @@ type mediaServiceHandler struct{ svc MediaServiceHandler }
 
 func (h mediaServiceHandler) upload(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
 	res, err := h.svc.Upload(ctx, MediaServiceUploadServerStream{stream: stream})
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h mediaServiceHandler) uploadPart(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.UploadPartRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.UploadPart(ctx, &req)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/v1/media.proto.
  */
 export const file_parley_v1_media: GenFile = /*@__PURE__*/
-  fileDesc("ChVwYXJsZXkvdjEvbWVkaWEucHJvdG8SCXBhcmxleS52MSJlCg1VcGxvYWRSZXF1ZXN0EikKBmhlYWRlchgBIAEoCzIXLnBhcmxleS52MS5VcGxvYWRIZWFkZXJIABIaCgVjaHVuaxgCIAEoDEIJukgGegQYgIBASABCDQoEcGFydBIFukgCCAEijwEKDFVwbG9hZEhlYWRlchIcCgl1cGxvYWRfaWQYASABKAlCCbpIBnIEEAEYQBIbCglmaWxlX25hbWUYAiABKAlCCLpIBXIDGP8BEhsKCnNpemVfYnl0ZXMYAyABKARCB7pIBDICIAASFwoGc2hhMjU2GAQgASgMQge6SAR6AmggEg4KBm9mZnNldBgFIAEoBCI1Cg5VcGxvYWRSZXNwb25zZRIjCgVtZWRpYRgBIAEoCzIULnBhcmxleS52MS5NZWRpYUluZm8iMAoQR2V0VXBsb2FkUmVxdWVzdBIcCgl1cGxvYWRfaWQYASABKAlCCbpIBnIEEAEYQCI/ChFHZXRVcGxvYWRSZXNwb25zZRIWCg5yZWNlaXZlZF9ieXRlcxgBIAEoBBISCgpzaXplX2J5dGVzGAIgASgEIvcBCglNZWRpYUluZm8SEAoIbWVkaWFfaWQYASABKAkSFAoMY29udGVudF90eXBlGAIgASgJEhEKCWZpbGVfbmFtZRgDIAEoCRISCgpzaXplX2J5dGVzGAQgASgEEg0KBXdpZHRoGAUgASgNEg4KBmhlaWdodBgGIAEoDRInCgl0aHVtYm5haWwYByABKAsyFC5wYXJsZXkudjEuVGh1bWJuYWlsEg4KBnNoYTI1NhgIIAEoDBITCgt1cGxvYWRlcl9pZBgJIAEoCRIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJUCglUaHVtYm5haWwSFAoMY29udGVudF90eXBlGAEgASgJEhIKCnNpemVfYnl0ZXMYAiABKAQSDQoFd2lkdGgYAyABKA0SDgoGaGVpZ2h0GAQgASgNIlEKD0Rvd25sb2FkUmVxdWVzdBIbCghtZWRpYV9pZBgBIAEoCUIJukgGcgQQARhAEhEKCXRodW1ibmFpbBgCIAEoCBIOCgZvZmZzZXQYAyABKAQiUQoQRG93bmxvYWRSZXNwb25zZRIkCgRpbmZvGAEgASgLMhQucGFybGV5LnYxLk1lZGlhSW5mb0gAEg8KBWNodW5rGAIgASgMSABCBgoEcGFydCIuCg9HZXRNZWRpYVJlcXVlc3QSGwoIbWVkaWFfaWQYASABKAlCCbpIBnIEEAEYQCKPAQoQR2V0TWVkaWFSZXNwb25zZRIjCgVtZWRpYRgBIAEoCzIULnBhcmxleS52MS5NZWRpYUluZm8SCwoDdXJsGAIgASgJEhUKDXRodW1ibmFpbF91cmwYAyABKAkSMgoOdXJsc19leHBpcmVfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMqsCCgxNZWRpYVNlcnZpY2USQQoGVXBsb2FkEhgucGFybGV5LnYxLlVwbG9hZFJlcXVlc3QaGS5wYXJsZXkudjEuVXBsb2FkUmVzcG9uc2UiACgBEkgKCUdldFVwbG9hZBIbLnBhcmxleS52MS5HZXRVcGxvYWRSZXF1ZXN0GhwucGFybGV5LnYxLkdldFVwbG9hZFJlc3BvbnNlIgASRwoIRG93bmxvYWQSGi5wYXJsZXkudjEuRG93bmxvYWRSZXF1ZXN0GhsucGFybGV5LnYxLkRvd25sb2FkUmVzcG9uc2UiADABEkUKCEdldE1lZGlhEhoucGFybGV5LnYxLkdldE1lZGlhUmVxdWVzdBobLnBhcmxleS52MS5HZXRNZWRpYVJlc3BvbnNlIgBCnwEKDWNvbS5wYXJsZXkudjFCCk1lZGlhUHJvdG9QAVo9Z2l0aHViLmNvbS9wYXJsZXktaW0vcGFybGV5L2NsaWVudHMvZ28vZ2VuL3BhcmxleS92MTtwYXJsZXl2MaICA1BYWKoCCVBhcmxleS5WMcoCCVBhcmxleVxWMeICFVBhcmxleVxWMVxHUEJNZXRhZGF0YeoCClBhcmxleTo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp]);
+  fileDesc("ChVwYXJsZXkvdjEvbWVkaWEucHJvdG8SCXBhcmxleS52MSJlCg1VcGxvYWRSZXF1ZXN0EikKBmhlYWRlchgBIAEoCzIXLnBhcmxleS52MS5VcGxvYWRIZWFkZXJIABIaCgVjaHVuaxgCIAEoDEIJukgGegQYgIBASABCDQoEcGFydBIFukgCCAEijwEKDFVwbG9hZEhlYWRlchIcCgl1cGxvYWRfaWQYASABKAlCCbpIBnIEEAEYQBIbCglmaWxlX25hbWUYAiABKAlCCLpIBXIDGP8BEhsKCnNpemVfYnl0ZXMYAyABKARCB7pIBDICIAASFwoGc2hhMjU2GAQgASgMQge6SAR6AmggEg4KBm9mZnNldBgFIAEoBCI1Cg5VcGxvYWRSZXNwb25zZRIjCgVtZWRpYRgBIAEoCzIULnBhcmxleS52MS5NZWRpYUluZm8iYAoRVXBsb2FkUGFydFJlcXVlc3QSLwoGaGVhZGVyGAEgASgLMhcucGFybGV5LnYxLlVwbG9hZEhlYWRlckIGukgDyAEBEhoKBWNodW5rGAIgASgMQgu6SAh6BhABGICAQCJRChJVcGxvYWRQYXJ0UmVzcG9uc2USFgoOcmVjZWl2ZWRfYnl0ZXMYASABKAQSIwoFbWVkaWEYAiABKAsyFC5wYXJsZXkudjEuTWVkaWFJbmZvIjAKEEdldFVwbG9hZFJlcXVlc3QSHAoJdXBsb2FkX2lkGAEgASgJQgm6SAZyBBABGEAiPwoRR2V0VXBsb2FkUmVzcG9uc2USFgoOcmVjZWl2ZWRfYnl0ZXMYASABKAQSEgoKc2l6ZV9ieXRlcxgCIAEoBCL3AQoJTWVkaWFJbmZvEhAKCG1lZGlhX2lkGAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIRCglmaWxlX25hbWUYAyABKAkSEgoKc2l6ZV9ieXRlcxgEIAEoBBINCgV3aWR0aBgFIAEoDRIOCgZoZWlnaHQYBiABKA0SJwoJdGh1bWJuYWlsGAcgASgLMhQucGFybGV5LnYxLlRodW1ibmFpbBIOCgZzaGEyNTYYCCABKAwSEwoLdXBsb2FkZXJfaWQYCSABKAkSLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVAoJVGh1bWJuYWlsEhQKDGNvbnRlbnRfdHlwZRgBIAEoCRISCgpzaXplX2J5dGVzGAIgASgEEg0KBXdpZHRoGAMgASgNEg4KBmhlaWdodBgEIAEoDSJRCg9Eb3dubG9hZFJlcXVlc3QSGwoIbWVkaWFfaWQYASABKAlCCbpIBnIEEAEYQBIRCgl0aHVtYm5haWwYAiABKAgSDgoGb2Zmc2V0GAMgASgEIlEKEERvd25sb2FkUmVzcG9uc2USJAoEaW5mbxgBIAEoCzIULnBhcmxleS52MS5NZWRpYUluZm9IABIPCgVjaHVuaxgCIAEoDEgAQgYKBHBhcnQiLgoPR2V0TWVkaWFSZXF1ZXN0EhsKCG1lZGlhX2lkGAEgASgJQgm6SAZyBBABGEAijwEKEEdldE1lZGlhUmVzcG9uc2USIwoFbWVkaWEYASABKAsyFC5wYXJsZXkudjEuTWVkaWFJbmZvEgsKA3VybBgCIAEoCRIVCg10aHVtYm5haWxfdXJsGAMgASgJEjIKDnVybHNfZXhwaXJlX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDL4AgoMTWVkaWFTZXJ2aWNlEkEKBlVwbG9hZBIYLnBhcmxleS52MS5VcGxvYWRSZXF1ZXN0GhkucGFybGV5LnYxLlVwbG9hZFJlc3BvbnNlIgAoARJLCgpVcGxvYWRQYXJ0EhwucGFybGV5LnYxLlVwbG9hZFBhcnRSZXF1ZXN0Gh0ucGFybGV5LnYxLlVwbG9hZFBhcnRSZXNwb25zZSIAEkgKCUdldFVwbG9hZBIbLnBhcmxleS52MS5HZXRVcGxvYWRSZXF1ZXN0GhwucGFybGV5LnYxLkdldFVwbG9hZFJlc3BvbnNlIgASRwoIRG93bmxvYWQSGi5wYXJsZXkudjEuRG93bmxvYWRSZXF1ZXN0GhsucGFybGV5LnYxLkRvd25sb2FkUmVzcG9uc2UiADABEkUKCEdldE1lZGlhEhoucGFybGV5LnYxLkdldE1lZGlhUmVxdWVzdBobLnBhcmxleS52MS5HZXRNZWRpYVJlc3BvbnNlIgBCnwEKDWNvbS5wYXJsZXkudjFCCk1lZGlhUHJvdG9QAVo9Z2l0aHViLmNvbS9wYXJsZXktaW0vcGFybGV5L2NsaWVudHMvZ28vZ2VuL3BhcmxleS92MTtwYXJsZXl2MaICA1BYWKoCCVBhcmxleS5WMcoCCVBhcmxleVxWMeICFVBhcmxleVxWMVxHUEJNZXRhZGF0YeoCClBhcmxleTo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message parley.v1.UploadRequest
@@ -116,6 +116,54 @@ export const UploadResponseSchema: GenMessage<UploadResponse> = /*@__PURE__*/
   messageDesc(file_parley_v1_media, 2);
 
 /**
+ * @generated from message parley.v1.UploadPartRequest
+ */
+export type UploadPartRequest = Message<"parley.v1.UploadPartRequest"> & {
+  /**
+   * @generated from field: parley.v1.UploadHeader header = 1;
+   */
+  header?: UploadHeader | undefined;
+
+  /**
+   * @generated from field: bytes chunk = 2;
+   */
+  chunk: Uint8Array;
+};
+
+/**
+ * Describes the message parley.v1.UploadPartRequest.
+ * Use `create(UploadPartRequestSchema)` to create a new message.
+ */
+export const UploadPartRequestSchema: GenMessage<UploadPartRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_media, 3);
+
+/**
+ * @generated from message parley.v1.UploadPartResponse
+ */
+export type UploadPartResponse = Message<"parley.v1.UploadPartResponse"> & {
+  /**
+   * received_bytes are stored so far: the next part's offset.
+   *
+   * @generated from field: uint64 received_bytes = 1;
+   */
+  receivedBytes: bigint;
+
+  /**
+   * media is set once the upload is complete.
+   *
+   * @generated from field: parley.v1.MediaInfo media = 2;
+   */
+  media?: MediaInfo | undefined;
+};
+
+/**
+ * Describes the message parley.v1.UploadPartResponse.
+ * Use `create(UploadPartResponseSchema)` to create a new message.
+ */
+export const UploadPartResponseSchema: GenMessage<UploadPartResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_media, 4);
+
+/**
  * @generated from message parley.v1.GetUploadRequest
  */
 export type GetUploadRequest = Message<"parley.v1.GetUploadRequest"> & {
@@ -130,7 +178,7 @@ export type GetUploadRequest = Message<"parley.v1.GetUploadRequest"> & {
  * Use `create(GetUploadRequestSchema)` to create a new message.
  */
 export const GetUploadRequestSchema: GenMessage<GetUploadRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_media, 3);
+  messageDesc(file_parley_v1_media, 5);
 
 /**
  * @generated from message parley.v1.GetUploadResponse
@@ -154,7 +202,7 @@ export type GetUploadResponse = Message<"parley.v1.GetUploadResponse"> & {
  * Use `create(GetUploadResponseSchema)` to create a new message.
  */
 export const GetUploadResponseSchema: GenMessage<GetUploadResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_media, 4);
+  messageDesc(file_parley_v1_media, 6);
 
 /**
  * MediaInfo describes stored media. Everything in it comes from the server's
@@ -226,7 +274,7 @@ export type MediaInfo = Message<"parley.v1.MediaInfo"> & {
  * Use `create(MediaInfoSchema)` to create a new message.
  */
 export const MediaInfoSchema: GenMessage<MediaInfo> = /*@__PURE__*/
-  messageDesc(file_parley_v1_media, 5);
+  messageDesc(file_parley_v1_media, 7);
 
 /**
  * @generated from message parley.v1.Thumbnail
@@ -258,7 +306,7 @@ export type Thumbnail = Message<"parley.v1.Thumbnail"> & {
  * Use `create(ThumbnailSchema)` to create a new message.
  */
 export const ThumbnailSchema: GenMessage<Thumbnail> = /*@__PURE__*/
-  messageDesc(file_parley_v1_media, 6);
+  messageDesc(file_parley_v1_media, 8);
 
 /**
  * @generated from message parley.v1.DownloadRequest
@@ -289,7 +337,7 @@ export type DownloadRequest = Message<"parley.v1.DownloadRequest"> & {
  * Use `create(DownloadRequestSchema)` to create a new message.
  */
 export const DownloadRequestSchema: GenMessage<DownloadRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_media, 7);
+  messageDesc(file_parley_v1_media, 9);
 
 /**
  * @generated from message parley.v1.DownloadResponse
@@ -320,7 +368,7 @@ export type DownloadResponse = Message<"parley.v1.DownloadResponse"> & {
  * Use `create(DownloadResponseSchema)` to create a new message.
  */
 export const DownloadResponseSchema: GenMessage<DownloadResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_media, 8);
+  messageDesc(file_parley_v1_media, 10);
 
 /**
  * @generated from message parley.v1.GetMediaRequest
@@ -337,7 +385,7 @@ export type GetMediaRequest = Message<"parley.v1.GetMediaRequest"> & {
  * Use `create(GetMediaRequestSchema)` to create a new message.
  */
 export const GetMediaRequestSchema: GenMessage<GetMediaRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_media, 9);
+  messageDesc(file_parley_v1_media, 11);
 
 /**
  * @generated from message parley.v1.GetMediaResponse
@@ -374,7 +422,7 @@ export type GetMediaResponse = Message<"parley.v1.GetMediaResponse"> & {
  * Use `create(GetMediaResponseSchema)` to create a new message.
  */
 export const GetMediaResponseSchema: GenMessage<GetMediaResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_media, 10);
+  messageDesc(file_parley_v1_media, 12);
 
 /**
  * MediaService stores the photos and files that image and file messages
@@ -401,6 +449,20 @@ export const MediaService: GenService<{
     methodKind: "client_streaming";
     input: typeof UploadRequestSchema;
     output: typeof UploadResponseSchema;
+  },
+  /**
+   * UploadPart is Upload one chunk per call, for clients that cannot
+   * stream requests (browsers). Each call carries the header, with offset
+   * naming where its chunk starts, and is acknowledged once the chunk is
+   * stored; the call whose chunk completes the file returns the media. The
+   * two ways share uploads: either can resume the other's.
+   *
+   * @generated from rpc parley.v1.MediaService.UploadPart
+   */
+  uploadPart: {
+    methodKind: "unary";
+    input: typeof UploadPartRequestSchema;
+    output: typeof UploadPartResponseSchema;
   },
   /**
    * GetUpload reports an unfinished upload's progress (NotFound when there
