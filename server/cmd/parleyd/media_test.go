@@ -440,6 +440,7 @@ func TestMediaUploadPartByPart(t *testing.T) {
 	require.Equal(t, uint64(1<<20), st.GetReceivedBytes())
 	res, err = part(1<<20, 1<<20)
 	require.NoError(t, err)
+	require.Equal(t, uint64(2<<20), res.GetReceivedBytes())
 	// ... and the last part completes the file.
 	res, err = part(2<<20, 300)
 	require.NoError(t, err)
