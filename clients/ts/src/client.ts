@@ -1,4 +1,4 @@
-import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
+import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { AuthService } from "./gen/parley/v1/auth_pb.js";
 import { ChatService, HistoryDirection } from "./gen/parley/v1/chat_pb.js";
 import type { Message, User } from "./gen/parley/v1/common_pb.js";
@@ -13,7 +13,7 @@ import {
   download,
   getMediaUrls,
   sha256,
-  uploadRequests,
+  uploadParts,
   type DownloadOptions,
   type MediaUrls,
   type UploadOptions,
@@ -76,14 +76,14 @@ export class ParleyClient {
   /** ChatService client with the bearer token attached. */
   readonly chat: Client<typeof ChatService>;
   /**
-   * MediaService client with the bearer token attached. Upload (a client
-   * stream) works over Node's HTTP/2 transports only; see {@link upload}.
+   * MediaService client with the bearer token attached. Its Upload (a
+   * client stream) works over Node's HTTP/2 transports only; {@link upload}
+   * uses UploadPart, which works everywhere.
    */
   readonly media: Client<typeof MediaService>;
   readonly #tokens: TokenManager;
   readonly #auth: Client<typeof AuthService>;
   readonly #baseUrl: string | undefined;
-  readonly #clientStreaming: boolean;
   readonly #urls: UrlCache;
 
   private constructor(transport: Transport, creds: Credentials, opts: ClientOptions, fresh: boolean) {
@@ -96,8 +96,6 @@ export class ParleyClient {
     this.media = createClient(MediaService, authed);
     const endpoint = endpointOf(transport);
     this.#baseUrl = opts.baseUrl ?? endpoint?.baseUrl ?? globalThis.location?.origin;
-    // A transport the SDK did not make may stream requests; let the server say.
-    this.#clientStreaming = endpoint?.clientStreaming ?? true;
     this.#urls = new UrlCache((id) => {
       if (this.#baseUrl === undefined) {
         return Promise.reject(new Error("parley: mediaUrls: the server's address is unknown for this transport; pass ClientOptions.baseUrl"));
@@ -253,46 +251,30 @@ export class ParleyClient {
    * `sub.send(conv, image(info.mediaId))` (or `file(...)`). The server
    * detects the type from the bytes, and makes a thumbnail of an image.
    *
-   * Upload is a client stream, which browsers cannot send (fetch has no
-   * streaming request bodies there): it works with createNodeTransport over
-   * HTTP/2 (`{protocol: "grpc"}`, or `{httpVersion: "2"}`) and rejects at
-   * once for a transport made by createWebTransport or an HTTP/1.1 one.
+   * Works on every transport, browsers' fetch included: the bytes go up in
+   * chunks of 1 MiB, one UploadPart call each. A chunk that fails for a
+   * transient reason (Unavailable, DeadlineExceeded, a broken connection) is
+   * sent again after a backoff; when the server rejects a chunk's offset,
+   * the client asks GetUpload where to continue. onProgress reports the
+   * bytes the server acknowledged.
    *
    * The whole file is held in memory to hash it (SHA-256 with
-   * crypto.subtle), then sent in chunks of 1 MiB. Rejects with the server's
-   * ConnectError: InvalidArgument for an empty file or a checksum mismatch,
-   * ResourceExhausted over the server's size limit, and so on. An
-   * interrupted upload can be resumed by calling again with the same
+   * crypto.subtle, which browsers offer in secure contexts only: https or
+   * localhost), so keep files to the server's limit (100 MiB by default).
+   * Rejects with the server's ConnectError: InvalidArgument for an empty
+   * file, a checksum mismatch or a file over the server's size limit (the
+   * message says which), and so on; Canceled when opts.signal aborts. An
+   * interrupted upload is resumed by calling again with the same
    * {@link UploadOptions.uploadId}.
    */
   async upload(data: Uint8Array | Blob, fileName: string, opts: UploadOptions = {}): Promise<MediaInfo> {
-    if (!this.#clientStreaming) {
-      throw new Error("parley: upload needs a transport that streams requests: createNodeTransport over HTTP/2 (browsers cannot send client streams)");
-    }
     const bytes = await bytesOf(data);
     const digest = await sha256(bytes);
-    const signal = opts.signal;
-    let offset = 0;
     const uploadId = opts.uploadId ?? newClientMsgId();
     try {
-      if (opts.uploadId !== undefined) offset = await this.#resumeOffset(uploadId, bytes.length, signal);
-      const res = await this.media.upload(uploadRequests(bytes, { uploadId, fileName, sha256: digest, offset }), { signal });
-      if (!res.media) throw new Error(`parley: Upload ${uploadId}: the server sent no media`);
-      return res.media;
+      return await uploadParts(this.media, bytes, { uploadId, fileName, sha256: digest }, opts);
     } catch (err) {
       throw this.#tokens.classify(err);
-    }
-  }
-
-  /** #resumeOffset is how many bytes of the upload the server holds (0 when it holds none). */
-  async #resumeOffset(uploadId: string, size: number, signal: AbortSignal | undefined): Promise<number> {
-    try {
-      const st = await this.media.getUpload({ uploadId }, { signal });
-      // Another file under the same id: start over and let the server judge.
-      return st.sizeBytes === BigInt(size) ? Number(st.receivedBytes) : 0;
-    } catch (err) {
-      if (err instanceof ConnectError && err.code === Code.NotFound) return 0;
-      throw err;
     }
   }
 

@@ -1,14 +1,9 @@
 import type { Transport } from "@connectrpc/connect";
 
-/** What the SDK knows about where a transport goes and what it can do. */
+/** What the SDK knows about where a transport goes. */
 export interface Endpoint {
   /** baseUrl is the server's address the transport was created with. */
   baseUrl: string;
-  /**
-   * clientStreaming is false for transports known to be unable to stream
-   * requests (fetch in browsers), true for those known to (Node).
-   */
-  clientStreaming: boolean;
 }
 
 // Keyed by the transport object itself, so a transport the app wraps (an

@@ -1,7 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import type { Client } from "@connectrpc/connect";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { UploadRequestSchema, type MediaInfo, type MediaService, type UploadRequest } from "./gen/parley/v1/media_pb.js";
+import { Backoff, sleep } from "./backoff.js";
 import { resolveUrl } from "./endpoint.js";
 
 /** Signed URLs of one media, from {@link ParleyClient.mediaUrls}. */
@@ -24,8 +25,17 @@ export interface UploadOptions {
    * how many bytes it holds (GetUpload) and sends the rest.
    */
   uploadId?: string;
-  /** signal aborts the upload. */
+  /**
+   * signal aborts the upload. What the server acknowledged stays staged:
+   * call again with the same uploadId to resume.
+   */
   signal?: AbortSignal;
+  /**
+   * onProgress is called with the bytes the server holds and the file's
+   * size: once at the start (with the resume point), then after every
+   * acknowledged chunk; the last call has sent === total.
+   */
+  onProgress?: (sent: number, total: number) => void;
 }
 
 /** Options of {@link ParleyClient.download}. */
@@ -38,6 +48,11 @@ export interface DownloadOptions {
 
 /** uploadChunkBytes is the size of Upload's chunks: the server's maximum, 1 MiB. */
 export const uploadChunkBytes = 1 << 20;
+// A chunk that failed for a transient reason is sent again up to this many
+// times in a row (backoff between tries), and a rejected offset is resynced
+// with GetUpload up to this many times in a row.
+const uploadPartRetries = 6;
+const uploadResyncs = 3;
 // A URL is refreshed this long before it expires (at most half its
 // lifetime), so one handed out has time to be used.
 const urlRefreshMarginMs = 30_000;
@@ -131,6 +146,105 @@ export async function download(media: Client<typeof MediaService>, mediaId: stri
     off += c.length;
   }
   return out;
+}
+
+/** The header fields of an upload that do not change from chunk to chunk. */
+export interface UploadFile {
+  uploadId: string;
+  fileName: string;
+  sha256: Uint8Array;
+}
+
+/**
+ * uploadParts uploads bytes with UploadPart, one chunk of at most 1 MiB per
+ * call: unary calls work on every transport, fetch in browsers included. A
+ * resumed upload (opts.uploadId set) starts where GetUpload says the server
+ * is. A chunk that fails transiently (see {@link isRetryablePart}) is sent
+ * again after a backoff; when the server rejects the offset (another
+ * attempt moved the upload on, or an acknowledgement was lost) the client
+ * asks GetUpload where to continue. Any other error rejects.
+ */
+export async function uploadParts(
+  media: Client<typeof MediaService>,
+  bytes: Uint8Array,
+  file: UploadFile,
+  opts: UploadOptions,
+  backoff = new Backoff(200, 5_000),
+): Promise<MediaInfo> {
+  const { signal, onProgress } = opts;
+  const total = bytes.length;
+  let offset = opts.uploadId !== undefined ? await resumeOffset(media, file.uploadId, total, signal) : 0;
+  onProgress?.(offset, total);
+  let failures = 0;
+  let resyncs = 0;
+  for (;;) {
+    const header = { ...file, sizeBytes: BigInt(total), offset: BigInt(offset) };
+    try {
+      const res = await media.uploadPart({ header, chunk: bytes.subarray(offset, offset + uploadChunkBytes) }, { signal });
+      if (res.media) {
+        onProgress?.(total, total);
+        return res.media;
+      }
+      const next = Number(res.receivedBytes);
+      if (next <= offset || next >= total) {
+        throw new Error(`parley: UploadPart ${file.uploadId}: the server acknowledged ${next} of ${total} bytes after offset ${offset}`);
+      }
+      offset = next;
+      failures = 0;
+      resyncs = 0;
+      onProgress?.(offset, total);
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      if (isOffsetRejected(err) && resyncs++ < uploadResyncs) {
+        offset = await resumeOffset(media, file.uploadId, total, signal);
+        onProgress?.(offset, total);
+        continue;
+      }
+      if (!isRetryablePart(err) || failures >= uploadPartRetries) throw err;
+      // An abort during the wait fails the next call with Canceled.
+      await sleep(backoff.delay(failures++), signal);
+    }
+  }
+}
+
+/** resumeOffset is how many bytes of the upload the server holds (0 when it holds none, or holds another file's). */
+export async function resumeOffset(media: Client<typeof MediaService>, uploadId: string, size: number, signal?: AbortSignal): Promise<number> {
+  try {
+    const st = await media.getUpload({ uploadId }, { signal });
+    // Another file under the same id: start over and let the server judge.
+    return st.sizeBytes === BigInt(size) ? Number(st.receivedBytes) : 0;
+  } catch (err) {
+    // NotFound: nothing staged (never begun, or it completed and the
+    // acknowledgement was lost: then the server stores the bytes once).
+    if (err instanceof ConnectError && err.code === Code.NotFound) return 0;
+    throw err;
+  }
+}
+
+/**
+ * isRetryablePart reports whether a failed UploadPart is worth sending
+ * again unchanged: the server was unreachable or restarting, the call timed
+ * out, the connection broke (fetch reports that as Unknown, connect-node as
+ * Internal or Unknown), or another call still held the upload (Aborted).
+ * ResourceExhausted is not retried: it is also how limits are reported.
+ */
+export function isRetryablePart(err: unknown): boolean {
+  if (!(err instanceof ConnectError)) return false;
+  switch (err.code) {
+    case Code.Unavailable:
+    case Code.DeadlineExceeded:
+    case Code.Unknown:
+    case Code.Internal:
+    case Code.Aborted:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** isOffsetRejected reports whether the server refused a chunk's header.offset (resume from GetUpload). */
+function isOffsetRejected(err: unknown): boolean {
+  return err instanceof ConnectError && err.code === Code.FailedPrecondition && err.rawMessage.startsWith("header.offset:");
 }
 
 /**

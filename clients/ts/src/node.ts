@@ -13,14 +13,13 @@ export interface NodeTransportOptions {
 /**
  * Returns a Node.js transport (node:http / node:http2) to a parleyd at
  * baseUrl, e.g. "http://127.0.0.1:8080". Throws for gRPC over HTTP/1.1.
- * ParleyClient.upload needs HTTP/2 (httpVersion "2", or protocol "grpc").
+ * MediaService.Upload (a client stream) needs HTTP/2 (httpVersion "2", or
+ * protocol "grpc"); ParleyClient.upload works over either version.
  */
 export function createNodeTransport(baseUrl: string, opts: NodeTransportOptions = {}): Transport {
   const protocol = opts.protocol ?? "connect";
   const httpVersion = opts.httpVersion ?? (protocol === "grpc" ? "2" : "1.1");
-  // Upload (a client stream) is offered over HTTP/2, where a stream is a
-  // stream of its own; that is what the SDK's tests run it on.
-  return rememberEndpoint(build(baseUrl, protocol, httpVersion), { baseUrl, clientStreaming: httpVersion === "2" });
+  return rememberEndpoint(build(baseUrl, protocol, httpVersion), { baseUrl });
 }
 
 function build(baseUrl: string, protocol: NodeTransportOptions["protocol"], httpVersion: "1.1" | "2"): Transport {

@@ -11,13 +11,13 @@ export interface WebTransportOptions {
 /**
  * Returns a fetch-based transport to a parleyd at baseUrl (e.g.
  * "https://chat.example.org" or location.origin), for browsers and anything
- * else with fetch and streaming response bodies. Requests cannot stream, so
- * ParleyClient.upload refuses this transport (downloads and URLs work).
+ * else with fetch and streaming response bodies. Requests cannot stream
+ * (no client streams such as MediaService.Upload); ParleyClient.upload uses
+ * unary UploadPart calls, which work here.
  */
 export function createWebTransport(baseUrl: string, opts: WebTransportOptions = {}): Transport {
   const protocol = opts.protocol ?? "connect";
-  // fetch cannot stream a request body in browsers: no ParleyClient.upload.
-  const endpoint = { baseUrl, clientStreaming: false };
+  const endpoint = { baseUrl };
   switch (protocol) {
     case "connect":
       return rememberEndpoint(createConnectTransport({ baseUrl }), endpoint);
