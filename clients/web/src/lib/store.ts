@@ -11,6 +11,8 @@ import {
   MemberRole,
   MessageKind,
   ParleyAuthError,
+  file as fileContent,
+  image as imageContent,
   type Conversation,
   type ConversationSummary,
   type MediaUrls,
@@ -45,6 +47,21 @@ export interface PendingMessage {
   error?: string;
 }
 
+/** A photo or file this tab is uploading, then sending as a message. */
+export interface PendingUpload {
+  id: string;
+  fileName: string;
+  /** size is the file's size in bytes; sent is how many the server holds. */
+  size: number;
+  sent: number;
+  /** "uploading" the bytes, then "sending" the message that names them. */
+  status: "uploading" | "sending";
+  abort: AbortController;
+}
+
+/** imageTypes are the content types parleyd accepts in an image message. */
+const imageTypes = new Set(["image/jpeg", "image/png", "image/gif", "image/webp"]);
+
 /** One conversation as the app knows it. */
 export interface Conv {
   id: string;
@@ -66,6 +83,8 @@ export interface Conv {
   /** messages are committed messages in ascending seq order, each seq once. */
   messages: Message[];
   pending: PendingMessage[];
+  /** uploads are the photos and files this tab is uploading into the conversation. */
+  uploads: PendingUpload[];
   /** loaded is true once the newest page of history was fetched. */
   loaded: boolean;
   loading: boolean;
@@ -740,6 +759,47 @@ export class ChatStore {
     );
   }
 
+  /**
+   * sendFile uploads a photo or file (showing its progress in c.uploads),
+   * then sends it as an image message when the server found an image
+   * (JPEG, PNG, GIF, WebP) and as a file message otherwise, with caption.
+   * A failure (the server's words, e.g. a file over its size limit) becomes
+   * a toast; a cancelled upload just disappears.
+   */
+  async sendFile(conversationId: string, f: Blob, fileName: string, caption = ""): Promise<void> {
+    const c = this.state.convs[conversationId];
+    if (!c || !this.sub) return;
+    const sub = this.sub;
+    const up: PendingUpload = { id: newId(), fileName, size: f.size, sent: 0, status: "uploading", abort: markRaw(new AbortController()) };
+    c.uploads.push(up);
+    // The reactive copy: writes through it update the view.
+    const live = c.uploads[c.uploads.length - 1]!;
+    try {
+      const info = await this.client.upload(f, fileName, {
+        signal: up.abort.signal,
+        onProgress: (sent) => {
+          live.sent = sent;
+        },
+      });
+      if (up.abort.signal.aborted) return;
+      live.status = "sending";
+      const content = imageTypes.has(info.contentType) ? imageContent(info.mediaId, caption) : fileContent(info.mediaId, caption);
+      this.applyMessage(await sub.send(c.id, content), true);
+    } catch (err) {
+      if (err instanceof ParleyAuthError) return this.endSession();
+      if (!up.abort.signal.aborted) this.toast(`${fileName}: ${errorMessage(err)}`);
+    } finally {
+      const i = c.uploads.findIndex((x) => x.id === up.id);
+      if (i >= 0) c.uploads.splice(i, 1);
+    }
+  }
+
+  /** cancelUpload stops an upload that is still sending bytes. */
+  cancelUpload(conversationId: string, id: string): void {
+    const up = this.state.convs[conversationId]?.uploads.find((x) => x.id === id);
+    if (up?.status === "uploading") up.abort.abort();
+  }
+
   /** recall withdraws one of our messages; everyone sees the server's notice. */
   async recall(conversationId: string, seq: bigint): Promise<void> {
     if (!this.sub) return;
@@ -929,6 +989,7 @@ function newConv(id: string): Conv {
     lastReadSeq: 0n,
     messages: [],
     pending: [],
+    uploads: [],
     loaded: false,
     loading: false,
     loadingOlder: false,
