@@ -99,6 +99,12 @@ type MediaDeps struct {
 	URLKey  []byte
 }
 
+// maxConcurrentPuts bounds the blob writes in progress on one process: an
+// S3 write holds one part (16 MiB by default) in memory, so this bounds
+// what uploads completing at once can take. Others wait their turn; their
+// bytes are already staged on disk.
+const maxConcurrentPuts = 4
+
 // downloadChunk is the size of Download's chunks: big enough to keep the
 // per-message overhead small, far below clients' 4 MiB message limit.
 const downloadChunk = 256 << 10
@@ -113,6 +119,7 @@ type mediaService struct {
 	blobs   storage.BlobStore
 	staging *media.Staging
 	signer  *media.Signer
+	puts    chan struct{} // a slot per blob write in progress
 }
 
 func newMediaService(s *Server, d *MediaDeps) (*mediaService, error) {
@@ -122,7 +129,10 @@ func newMediaService(s *Server, d *MediaDeps) (*mediaService, error) {
 	if d.Store == nil || d.Blobs == nil || d.Staging == nil || len(d.URLKey) == 0 {
 		return nil, errors.New("media: store, blobs, staging and URL key are all required")
 	}
-	return &mediaService{s: s, cfg: d.Config, store: d.Store, blobs: d.Blobs, staging: d.Staging, signer: media.NewSigner(d.URLKey)}, nil
+	return &mediaService{
+		s: s, cfg: d.Config, store: d.Store, blobs: d.Blobs, staging: d.Staging,
+		signer: media.NewSigner(d.URLKey), puts: make(chan struct{}, maxConcurrentPuts),
+	}, nil
 }
 
 // Upload stages the stream's bytes, and only once they are complete and
@@ -293,6 +303,12 @@ func (m *mediaService) store1(ctx context.Context, userID string, spec media.Upl
 func (m *mediaService) putOnce(ctx context.Context, key string, r io.Reader, size int64, contentType string) error {
 	if info, err := m.blobs.Stat(ctx, key); err == nil && info.Size == size {
 		return nil
+	}
+	select {
+	case m.puts <- struct{}{}:
+		defer func() { <-m.puts }()
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	return m.blobs.Put(ctx, key, r, size, contentType)
 }
