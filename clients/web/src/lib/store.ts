@@ -787,7 +787,7 @@ export class ChatStore {
       this.applyMessage(await sub.send(c.id, content), true);
     } catch (err) {
       if (err instanceof ParleyAuthError) return this.endSession();
-      if (!up.abort.signal.aborted) this.toast(`${fileName}: ${errorMessage(err)}`);
+      if (!up.abort.signal.aborted) this.toast(`Couldn't send ${fileName}: ${errorMessage(err)}`);
     } finally {
       const i = c.uploads.findIndex((x) => x.id === up.id);
       if (i >= 0) c.uploads.splice(i, 1);
