@@ -1,6 +1,5 @@
-// Photos and files in the web app: a Node-side SDK client (uploads need a
-// client stream, which browsers cannot send) uploads a PNG and a text file
-// and sends them into a direct chat; the other person's tab shows the
+// Photos and files in the web app: a Node-side SDK client (a bot, say)
+// uploads a PNG and a text file and sends them into a direct chat; the other person's tab shows the
 // thumbnail and a file card whose link downloads the exact bytes.
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
