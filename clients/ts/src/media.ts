@@ -1,7 +1,6 @@
-import { create } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import { UploadRequestSchema, type MediaInfo, type MediaService, type UploadRequest } from "./gen/parley/v1/media_pb.js";
+import type { MediaInfo, MediaService } from "./gen/parley/v1/media_pb.js";
 import { Backoff, sleep } from "./backoff.js";
 import { resolveUrl } from "./endpoint.js";
 
@@ -46,7 +45,7 @@ export interface DownloadOptions {
   signal?: AbortSignal;
 }
 
-/** uploadChunkBytes is the size of Upload's chunks: the server's maximum, 1 MiB. */
+/** uploadChunkBytes is the size of an upload's chunks (one per UploadPart call): the server's maximum, 1 MiB. */
 export const uploadChunkBytes = 1 << 20;
 // A chunk that failed for a transient reason is sent again up to this many
 // times in a row (backoff between tries), and a rejected offset is resynced
@@ -245,31 +244,6 @@ export function isRetryablePart(err: unknown): boolean {
 /** isOffsetRejected reports whether the server refused a chunk's header.offset (resume from GetUpload). */
 function isOffsetRejected(err: unknown): boolean {
   return err instanceof ConnectError && err.code === Code.FailedPrecondition && err.rawMessage.startsWith("header.offset:");
-}
-
-/**
- * uploadRequests is an Upload stream's messages: the header, then bytes from
- * offset on in chunks of at most 1 MiB.
- */
-export async function* uploadRequests(
-  bytes: Uint8Array,
-  header: { uploadId: string; fileName: string; sha256: Uint8Array; offset: number },
-): AsyncGenerator<UploadRequest> {
-  yield create(UploadRequestSchema, {
-    part: {
-      case: "header",
-      value: {
-        uploadId: header.uploadId,
-        fileName: header.fileName,
-        sizeBytes: BigInt(bytes.length),
-        sha256: header.sha256,
-        offset: BigInt(header.offset),
-      },
-    },
-  });
-  for (let off = header.offset; off < bytes.length; off += uploadChunkBytes) {
-    yield create(UploadRequestSchema, { part: { case: "chunk", value: bytes.subarray(off, off + uploadChunkBytes) } });
-  }
 }
 
 /** bytesOf reads a Blob whole, or returns a Uint8Array as it is. */
