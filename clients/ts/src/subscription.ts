@@ -116,6 +116,9 @@ export class Subscription {
   #heartbeatTimeoutMs: number | undefined;
   #closedWith: Error | undefined;
   #closing: Promise<void> | undefined;
+  // Aborted by reconnectNow to cut a backoff wait short; set only while
+  // #run waits.
+  #wake: AbortController | undefined;
 
   /**
    * Use {@link ParleyClient.subscribe}.
@@ -243,8 +246,21 @@ export class Subscription {
       const retryInMs = this.#backoff.delay(attempt++);
       this.#state = "backoff";
       this.#emit({ kind: "disconnected", error: ConnectError.from(err), retryInMs });
-      await sleep(retryInMs, this.#life.signal);
+      const wake = new AbortController();
+      this.#wake = wake;
+      await sleep(retryInMs, AbortSignal.any([this.#life.signal, wake.signal]));
+      this.#wake = undefined;
     }
+  }
+
+  /**
+   * Ends the wait between reconnect attempts now, when there is one: call it
+   * when the app learns the network or the server is back (the browser's
+   * "online" event, the page becoming visible again), instead of waiting out
+   * a backoff that may have grown to its maximum. Otherwise it does nothing.
+   */
+  reconnectNow(): void {
+    this.#wake?.abort();
   }
 
   // connectOnce runs one stream until it breaks, and always rejects with why

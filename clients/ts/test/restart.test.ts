@@ -153,3 +153,26 @@ async function pairWith(s: Parleyd): Promise<{ a: Recorder }> {
   await a.next("synced");
   return { a };
 }
+
+describe("reconnectNow", () => {
+  it("cuts a long backoff short once the server is back", async () => {
+    const s = await startParleyd();
+    try {
+      const alice = await newUser(transports[0]!.make(s.url), "eager");
+      // A backoff far longer than the test may wait: only reconnectNow can
+      // bring the stream back in time.
+      const a = record(alice, { backoff: { baseMs: 120_000, maxMs: 120_000 } });
+      await a.next("synced");
+      await s.stop();
+      const dis = await a.next("disconnected");
+      expect(dis.retryInMs).toBeGreaterThan(0);
+      await s.restart();
+      a.sub.reconnectNow();
+      await a.next("synced", () => true, a.events.indexOf(dis), 10_000);
+      expect(a.sub.state).toBe("live");
+      await a.sub.close();
+    } finally {
+      await s.stop();
+    }
+  });
+});

@@ -162,7 +162,13 @@ export class ChatStore {
   private toastSeq = 0;
   private ticker: ReturnType<typeof setInterval> | undefined;
   private stopped = false;
-  private readonly onVisibility = (): void => this.markOpenRead();
+  private readonly onVisibility = (): void => {
+    this.markOpenRead();
+    // Someone looking at the page wants it live: do not wait out a backoff.
+    if (document.visibilityState === "visible") this.sub?.reconnectNow();
+  };
+  // The network is back: retry the stream now rather than after the backoff.
+  private readonly onOnline = (): void => this.sub?.reconnectNow();
 
   constructor(client: ParleyClient, onSessionEnd: (reason: string) => void) {
     this.client = client;
@@ -191,6 +197,7 @@ export class ChatStore {
     this.ticker = setInterval(() => (this.state.now = Date.now()), 5_000);
     document.addEventListener("visibilitychange", this.onVisibility);
     window.addEventListener("focus", this.onVisibility);
+    window.addEventListener("online", this.onOnline);
     void this.refreshList();
   }
 
@@ -205,6 +212,7 @@ export class ChatStore {
     for (const t of this.ownTyping.values()) clearTimeout(t.idle);
     document.removeEventListener("visibilitychange", this.onVisibility);
     window.removeEventListener("focus", this.onVisibility);
+    window.removeEventListener("online", this.onOnline);
   }
 
   /** logout revokes the device's session on the server, then stops. */
