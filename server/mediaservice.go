@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"mime"
 	"net/http"
 	"os"
@@ -235,13 +234,13 @@ func (m *mediaService) complete(ctx context.Context, part *media.Part) (storage.
 		return storage.Media{}, m.uploadError(ctx, err)
 	}
 	defer done()
-	return m.store1(ctx, spec.OwnerID, spec, f)
+	return m.storeUpload(ctx, spec, f)
 }
 
-// store1 turns a complete, verified upload into stored media: it detects
+// storeUpload turns a complete, verified upload into stored media: it detects
 // the content type, inspects and thumbnails images, writes the blobs
 // (skipping bytes already stored) and records the media.
-func (m *mediaService) store1(ctx context.Context, userID string, spec media.UploadSpec, f *os.File) (storage.Media, error) {
+func (m *mediaService) storeUpload(ctx context.Context, spec media.UploadSpec, f *os.File) (storage.Media, error) {
 	head := make([]byte, 512)
 	n, err := f.ReadAt(head, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -249,7 +248,7 @@ func (m *mediaService) store1(ctx context.Context, userID string, spec media.Upl
 	}
 	rec := storage.Media{
 		ID:          uuid.Must(uuid.NewV7()).String(),
-		UploaderID:  userID,
+		UploaderID:  spec.OwnerID,
 		BlobKey:     hex.EncodeToString(spec.SHA256[:]),
 		Size:        spec.Size,
 		ContentType: media.Detect(head[:n]),
@@ -460,12 +459,12 @@ func (m *mediaService) mediaRef(ctx context.Context, userID string, ref *parleyv
 // media uses any more). It returns how many blobs it deleted. Safe on
 // every process of a cluster at once: the store hands each dead blob to
 // one of them.
-func (m *mediaService) sweep(ctx context.Context, logger *slog.Logger) (int, error) {
+func (m *mediaService) sweep(ctx context.Context) (int, error) {
 	now := m.s.now()
 	if n, err := m.staging.Sweep(now, m.cfg.SweepGrace); err != nil {
-		logger.Warn("media sweeper: staged uploads", "err", err)
+		m.s.logger.Warn("media sweeper: staged uploads", "err", err)
 	} else if n > 0 {
-		logger.Info("media sweeper: removed abandoned uploads", "count", n)
+		m.s.logger.Info("media sweeper: removed abandoned uploads", "count", n)
 	}
 	deleted := 0
 	for {
@@ -601,7 +600,7 @@ func (s *Server) RunMediaSweeper(ctx context.Context) {
 	t := time.NewTicker(s.media.cfg.SweepInterval)
 	defer t.Stop()
 	for {
-		n, err := s.media.sweep(ctx, s.logger)
+		n, err := s.media.sweep(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			s.logger.Warn("media sweeper", "deleted_blobs", n, "err", err)

@@ -41,7 +41,9 @@ type session struct {
 	// inflight carries submitted sends, in order, to the send-ack
 	// goroutine, and bounds the sends awaiting commit.
 	inflight *inflight
-	peers    []string
+	// announced is set once sync has recorded the device as online, so
+	// finish knows to record it offline.
+	announced bool
 }
 
 type pendingSend struct {
@@ -229,9 +231,10 @@ func (ss *session) sync(ctx context.Context, firstOfUser bool) {
 		return
 	}
 	ss.s.presence.Connected(ctx, ss.id.UserID, ss.id.DeviceID)
-	ss.peers = ss.s.directPeers(ctx, ss.id.UserID)
-	online := ss.s.presence.Online(ctx, ss.peers)
-	for _, p := range ss.peers {
+	ss.announced = true
+	peers := ss.s.directPeers(ctx, ss.id.UserID)
+	online := ss.s.presence.Online(ctx, peers)
+	for _, p := range peers {
 		if online[p] {
 			ss.conn.Deliver(presenceFrame(p, true, time.Time{}))
 		}
@@ -239,7 +242,7 @@ func (ss *session) sync(ctx context.Context, firstOfUser bool) {
 	if firstOfUser {
 		// First here, which in a cluster may not be first anywhere: peers
 		// may hear "online" twice, which changes nothing for them.
-		ss.s.notifyPeers(ctx, ss.peers, presenceFrame(ss.id.UserID, true, time.Time{}))
+		ss.s.notifyPeers(ctx, peers, presenceFrame(ss.id.UserID, true, time.Time{}))
 	}
 	for {
 		select {
@@ -295,7 +298,7 @@ func (ss *session) finish(ctx context.Context) {
 	if err := ss.s.engine.FlushAcks(ctx, ss.id.DeviceID); err != nil {
 		ss.s.logger.Warn("flush acks on disconnect", "user_id", ss.id.UserID, "err", err)
 	}
-	if ss.peers == nil {
+	if !ss.announced {
 		return // never announced online
 	}
 	stillOnline := ss.s.presence.Disconnected(ctx, ss.id.UserID, ss.id.DeviceID)

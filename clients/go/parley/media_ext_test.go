@@ -170,7 +170,7 @@ func TestMediaAgainstParleyd(t *testing.T) {
 		t.Parallel()
 		data := pattern(3<<20 + 7)
 		errDisk := errors.New("disk on fire")
-		r := &failOnceReaderAt{r: bytes.NewReader(data), failAt: 2 << 20, skip: 1, err: errDisk}
+		r := parley.NewFailingReaderAt(bytes.NewReader(data), 2<<20, 1, errDisk)
 		_, err := alice.Upload(t.Context(), r, int64(len(data)), "big.bin", parley.WithUploadID("read-error-1"))
 		require.ErrorIs(t, err, errDisk)
 		// The server keeps what reached it (what was sent before the
@@ -379,32 +379,3 @@ func (r *cutReader) Read(p []byte) (int, error) {
 }
 
 func (r *cutReader) Close() error { return r.r.Close() }
-
-// failOnceReaderAt fails one read that covers byte failAt, after letting
-// skip such reads pass (Upload's hashing pass reads everything first).
-type failOnceReaderAt struct {
-	r      io.ReaderAt
-	failAt int64
-	skip   int
-	err    error
-
-	mu     sync.Mutex
-	failed bool
-}
-
-func (r *failOnceReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	r.mu.Lock()
-	fail := false
-	if !r.failed && off <= r.failAt && r.failAt < off+int64(len(p)) {
-		if r.skip > 0 {
-			r.skip--
-		} else {
-			fail, r.failed = true, true
-		}
-	}
-	r.mu.Unlock()
-	if fail {
-		return 0, r.err
-	}
-	return r.r.ReadAt(p, off)
-}

@@ -2,6 +2,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { MediaInfo, MediaService } from "./gen/parley/v1/media_pb.js";
 import { Backoff, sleep } from "./backoff.js";
+import { isTransient } from "./errors.js";
 import { resolveUrl } from "./endpoint.js";
 
 /** Signed URLs of one media, from {@link ParleyClient.mediaUrls}. */
@@ -229,16 +230,9 @@ export async function resumeOffset(media: Client<typeof MediaService>, uploadId:
  */
 export function isRetryablePart(err: unknown): boolean {
   if (!(err instanceof ConnectError)) return false;
-  switch (err.code) {
-    case Code.Unavailable:
-    case Code.DeadlineExceeded:
-    case Code.Unknown:
-    case Code.Internal:
-    case Code.Aborted:
-      return true;
-    default:
-      return false;
-  }
+  if (err.code === Code.Aborted) return true;
+  // Otherwise what any call retries, less ResourceExhausted.
+  return err.code !== Code.ResourceExhausted && isTransient(err);
 }
 
 /** isOffsetRejected reports whether the server refused a chunk's header.offset (resume from GetUpload). */
