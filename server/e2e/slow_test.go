@@ -32,8 +32,11 @@ func TestSlowDeviceResyncs(t *testing.T) {
 
 	// Large incompressible messages (the server gzips frames), so that the
 	// stalled stream's HTTP/2 flow-control window (4 MiB in Go's client)
-	// fills and the server's queue overflows.
-	const n, workers = 160, 8
+	// and the loopback socket buffers (a few MiB more with autotuning)
+	// fill and the server's queue overflows. 160 messages (about 7 MiB
+	// gzipped) once fitted in those buffers on a slow run: 256 leave a
+	// wide margin.
+	const n, workers = 256, 8
 	body := randomText(60 << 10)
 	start := time.Now()
 	var wg sync.WaitGroup
