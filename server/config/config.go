@@ -21,6 +21,7 @@ import (
 	"github.com/parley-im/parley/server/engine"
 	"github.com/parley-im/parley/server/hub"
 	"github.com/parley-im/parley/server/shard"
+	"github.com/parley-im/parley/server/tlsfiles"
 	"github.com/parley-im/parley/storage/s3"
 )
 
@@ -30,10 +31,15 @@ const EnvPrefix = "PARLEY_"
 // Config is parleyd's configuration. The zero value is not usable; start
 // from Default.
 type Config struct {
-	// Listen is the address serving the API (HTTP/1.1 and h2c on one
-	// port). Cleartext HTTP/2 belongs on loopback; put TLS in front
-	// elsewhere.
+	// Listen is the address serving the API: HTTP/1.1 and h2c on one
+	// port, or HTTPS when TLS is set. Cleartext belongs on loopback; set
+	// TLS (or put TLS in front) elsewhere.
 	Listen string `yaml:"listen" env:"LISTEN"`
+	// TLS, with both files set, makes Listen serve HTTPS only: HTTP/2 and
+	// HTTP/1.1 by ALPN, TLS 1.2 or later, no h2c. Replaced files (a
+	// renewed Secret) are served from the next handshake on. AdminListen
+	// stays cleartext. Neither file set: cleartext.
+	TLS tlsfiles.Config `yaml:"tls" env:"TLS_"`
 	// DataDir holds the embedded store and the token signing key.
 	DataDir string `yaml:"data_dir" env:"DATA_DIR"`
 	// AdminListen is the address of the operator endpoints: Prometheus
@@ -147,6 +153,9 @@ func (c Config) Validate() error {
 	if c.Listen == "" {
 		errs = append(errs, errors.New("listen must not be empty"))
 	}
+	if err := c.TLS.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("tls: %w", err))
+	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir must not be empty"))
 	}
@@ -222,6 +231,8 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	fs.SetOutput(out)
 	fs.String("config", path, "YAML config `file` (env PARLEY_CONFIG)")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "listen `address` (env PARLEY_LISTEN)")
+	fs.StringVar(&cfg.TLS.CertFile, "tls-cert-file", cfg.TLS.CertFile, "PEM certificate chain `file` (tls.crt); with -tls-key-file, listen serves HTTPS (env PARLEY_TLS_CERT_FILE)")
+	fs.StringVar(&cfg.TLS.KeyFile, "tls-key-file", cfg.TLS.KeyFile, "PEM private key `file` (tls.key) of -tls-cert-file (env PARLEY_TLS_KEY_FILE)")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "data `directory` (env PARLEY_DATA_DIR)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (env PARLEY_LOG_LEVEL)")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json (env PARLEY_LOG_FORMAT)")

@@ -15,6 +15,8 @@ func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "parley.yaml")
 	require.NoError(t, os.WriteFile(file, []byte("listen: 127.0.0.1:9000\ndata_dir: /from/file\nchat:\n  recall_window: 5m\n  max_group_size: 50\nauth:\n  access_ttl: 10m\n"), 0o600))
+	tlsFile := filepath.Join(dir, "tls.yaml")
+	require.NoError(t, os.WriteFile(tlsFile, []byte("tls:\n  cert_file: /file/tls.crt\n  key_file: /file/tls.key\n"), 0o600))
 	bad := filepath.Join(dir, "bad.yaml")
 	require.NoError(t, os.WriteFile(bad, []byte("listen: x\nno_such_field: 1\n"), 0o600))
 
@@ -90,6 +92,24 @@ func TestLoad(t *testing.T) {
 			require.Equal(t, []string{"http://a:1", "http://b:2"}, c.Cluster.Addresses)
 		}},
 		{name: "store_must_be_postgres_url", args: []string{"-store", "mysql://x"}, wantErr: "postgres://"},
+		{name: "tls_off_by_default", check: func(t *testing.T, c Config) {
+			require.False(t, c.TLS.Enabled())
+		}},
+		{name: "tls_from_env", env: map[string]string{"PARLEY_TLS_CERT_FILE": "/tls/tls.crt", "PARLEY_TLS_KEY_FILE": "/tls/tls.key"}, check: func(t *testing.T, c Config) {
+			require.Equal(t, "/tls/tls.crt", c.TLS.CertFile)
+			require.Equal(t, "/tls/tls.key", c.TLS.KeyFile)
+			require.True(t, c.TLS.Enabled())
+		}},
+		{name: "tls_flags_over_env", args: []string{"-tls-cert-file", "/flag.crt", "-tls-key-file", "/flag.key"}, env: map[string]string{"PARLEY_TLS_CERT_FILE": "/env.crt", "PARLEY_TLS_KEY_FILE": "/env.key"}, check: func(t *testing.T, c Config) {
+			require.Equal(t, "/flag.crt", c.TLS.CertFile)
+			require.Equal(t, "/flag.key", c.TLS.KeyFile)
+		}},
+		{name: "tls_from_file", args: []string{"-config", tlsFile}, check: func(t *testing.T, c Config) {
+			require.Equal(t, "/file/tls.crt", c.TLS.CertFile)
+			require.Equal(t, "/file/tls.key", c.TLS.KeyFile)
+		}},
+		{name: "tls_cert_without_key", env: map[string]string{"PARLEY_TLS_CERT_FILE": "/tls/tls.crt"}, wantErr: "tls: key_file is not set"},
+		{name: "tls_key_without_cert", args: []string{"-tls-key-file", "/tls/tls.key"}, wantErr: "tls: cert_file is not set"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
