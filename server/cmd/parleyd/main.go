@@ -1,6 +1,7 @@
 // Command parleyd is the Parley server. With no configuration it runs the
 // embedded single-node setup: SQLite under ./data, listening on
-// 127.0.0.1:8080 for Connect, gRPC and gRPC-Web (HTTP/1.1 and h2c).
+// 127.0.0.1:8080 for Connect, gRPC and gRPC-Web (HTTP/1.1 and h2c; HTTPS
+// instead with -tls-cert-file and -tls-key-file).
 // -store postgres://… keeps everything in PostgreSQL instead, and with
 // -redis redis://… several processes (-shard N -shards M, -node NAME) share
 // it, routing live traffic and presence through Redis.
@@ -9,6 +10,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,6 +42,7 @@ import (
 	"github.com/parley-im/parley/server/media"
 	"github.com/parley-im/parley/server/metrics"
 	"github.com/parley-im/parley/server/route"
+	"github.com/parley-im/parley/server/tlsfiles"
 	"github.com/parley-im/parley/server/web"
 	"github.com/parley-im/parley/storage"
 	"github.com/parley-im/parley/storage/blobfs"
@@ -76,6 +79,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	logger := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	// Before anything slow: a bad key pair fails the start at once.
+	tlsCfg, err := apiTLS(cfg.TLS, logger)
+	if err != nil {
+		return err
+	}
 	node := cfg.Node
 	if node == "" {
 		node = defaultNode(cfg.Listen)
@@ -187,16 +195,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
+	if tlsCfg != nil {
+		// HTTP/2 by ALPN. Not h2c, which has no place next to TLS (and
+		// which net/http would not serve on a TLS connection anyway).
+		protocols.SetHTTP2(true)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	httpSrv := &http.Server{
 		Handler:           srv.Handler(),
 		Protocols:         protocols,
+		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		ConnState:         m.HTTP.ConnState,
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- httpSrv.Serve(ln) }()
+	go func() {
+		if tlsCfg != nil {
+			// The certificate comes from TLSConfig.GetCertificate.
+			serveErr <- httpSrv.ServeTLS(ln, "", "")
+			return
+		}
+		serveErr <- httpSrv.Serve(ln)
+	}()
 	sweepCtx, stopSweeper := context.WithCancel(ctx)
 	sweeperDone := make(chan struct{})
 	go func() {
@@ -219,12 +241,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	})
 	addr := ln.Addr().String()
-	logger.Info("parleyd ready", "listen", addr, "data_dir", cfg.DataDir)
-	fmt.Fprintf(stdout, "parleyd is serving on http://%s (Connect, gRPC, gRPC-Web; data in %s)\n", addr, cfg.DataDir)
-	fmt.Fprintf(stdout, "  try: go run ./clients/go/cmd/parley -server http://%s register alice\n", addr)
-	fmt.Fprintf(stdout, "       grpcurl -plaintext %s list\n", addr)
+	scheme, grpcurlFlags := "http", "-plaintext "
+	if tlsCfg != nil {
+		scheme, grpcurlFlags = "https", ""
+	}
+	logger.Info("parleyd ready", "listen", addr, "tls", tlsCfg != nil, "data_dir", cfg.DataDir)
+	fmt.Fprintf(stdout, "parleyd is serving on %s://%s (Connect, gRPC, gRPC-Web; data in %s)\n", scheme, addr, cfg.DataDir)
+	fmt.Fprintf(stdout, "  try: go run ./clients/go/cmd/parley -server %s://%s register alice\n", scheme, addr)
+	fmt.Fprintf(stdout, "       grpcurl %s%s list\n", grpcurlFlags, addr)
 	if appBuilt {
-		fmt.Fprintf(stdout, "  web app: http://%s/\n", addr)
+		fmt.Fprintf(stdout, "  web app: %s://%s/\n", scheme, addr)
 	}
 
 	select {
@@ -486,6 +512,25 @@ func (a *adminServer) close() {
 	if a.srv != nil {
 		_ = a.srv.Close()
 	}
+}
+
+// apiTLS is the API listener's TLS configuration, or nil when cfg names
+// no files: TLS 1.2 or later, h2 and http/1.1 by ALPN, and the key pair
+// from the files, loaded now (failing on a bad pair) and again whenever
+// they change.
+func apiTLS(cfg tlsfiles.Config, logger *slog.Logger) (*tls.Config, error) {
+	if !cfg.Enabled() {
+		return nil, nil
+	}
+	pair, err := tlsfiles.New(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		NextProtos:     []string{"h2", "http/1.1"},
+		GetCertificate: pair.GetCertificate,
+	}, nil
 }
 
 // webApp is the handler for the built web app, or nil when dir is empty;
