@@ -28,9 +28,10 @@ const racyWindow = 2 * time.Second
 // again when either's identity (device and inode), size or modification
 // time differs from the last attempt's. Stat on every handshake rather
 // than on a timer, because it is cheap: under 10 µs through the Secret's
-// symlinks (BenchmarkGetCertificate), about 1% of a full handshake's
-// roughly 1 ms of key exchange and signatures (BenchmarkHandshake), and
-// resumed TLS sessions do not call GetCertificate at all. In return a
+// symlinks (BenchmarkGetCertificate), a percent or two of a full
+// handshake's key exchange and signatures (about 1 ms for client and
+// server together, BenchmarkHandshake), and resumed TLS 1.3 sessions do
+// not call GetCertificate at all. In return a
 // renewed certificate is served from the first handshake after it lands,
 // there is no goroutine to own and stop, and tests need not wait out an
 // interval.
