@@ -14,6 +14,8 @@ MAKEFLAGS += --no-print-directory
 # protoc-gen-connect-go from go.mod's tool block; the rest are here.
 GOLANGCI_LINT_VERSION := v2.15.0
 GRPCURL_VERSION := v1.9.4
+# controller-gen writes the operator's CRD, RBAC and deepcopy code.
+CONTROLLER_GEN_VERSION := v0.23.0
 # SeaweedFS's weed: the S3-compatible server the media tests store into.
 WEED_VERSION := v0.0.0-20261109003541-7506e5f91cd6
 # protovalidate's validate.proto, imported by proto/ (see buf.yaml).
@@ -30,6 +32,9 @@ WEB := $(CLIENTS)/web
 NPM_STAMP := $(CLIENTS)/node_modules/.package-lock.json
 PROTOVALIDATE := $(TMP)/protovalidate/buf/validate/validate.proto
 GEN_DIRS := clients/go/gen clients/ts/src/gen clients/mobile/kotlin/gen
+# What `make manifests` writes from operator/api and the controller's RBAC
+# markers; checkgen compares these too.
+MANIFEST_DIRS := config/crd/bases config/rbac/role.yaml operator/api/v1alpha1/zz_generated.deepcopy.go
 export PATH := $(BIN):$(abspath $(CLIENTS)/node_modules/.bin):$(PATH)
 
 GO_TEST_TIMEOUT ?= 20m
@@ -81,8 +86,12 @@ build: ## Build bin/parleyd (server) and bin/parley (CLI)
 	go build -o bin/parley ./clients/go/cmd/parley
 
 .PHONY: test
-test: tools checkgen ## Run every test with -race (Go, the TypeScript SDK, the web app in Chromium), after checking generated code is current
-	go test -race -timeout $(GO_TEST_TIMEOUT) $(GO_TEST_FLAGS) ./...
+test: tools checkgen ## Run every test with -race (Go, the operator against a real kube-apiserver, the TypeScript SDK, the web app in Chromium), after checking generated code is current
+	@scratch="$$(mktemp -d)"; assets="$$($(CONTROLPLANE)/build.sh -print)"; status=0; \
+	echo "go test -race -timeout $(GO_TEST_TIMEOUT) $(GO_TEST_FLAGS) ./...   (TMPDIR=$$scratch KUBEBUILDER_ASSETS=$$assets)"; \
+	TMPDIR="$$scratch" KUBEBUILDER_ASSETS="$$assets" go test -race -timeout $(GO_TEST_TIMEOUT) $(GO_TEST_FLAGS) ./... || status=$$?; \
+	$(CONTROLPLANE)/reap.sh "$$assets" "$$scratch"; rm -rf "$$scratch"; \
+	exit $$status
 	$(MAKE) check-mobile-java test-ts test-web
 
 # The TypeScript tests start the parleyd built here (PARLEYD_BIN), so each
@@ -138,7 +147,16 @@ bench-go: ## Run any Go benchmarks with -benchmem (BENCH=regexp BENCH_PKGS=./ser
 	go test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCH_COUNT) $(BENCH_PKGS)
 
 .PHONY: tools
-tools: $(NPM_STAMP) $(BIN)/grpcurl $(BIN)/weed ## Install the pinned tools the tests need (buf, protoc-gen-es, grpcurl, weed)
+tools: $(NPM_STAMP) $(BIN)/grpcurl $(BIN)/weed controlplane ## Install the pinned tools the tests need (buf, protoc-gen-es, grpcurl, weed, kube-apiserver and etcd)
+
+# The operator's tests (envtest) need kube-apiserver and etcd, built from
+# the modules pinned in $(CONTROLPLANE)/go.mod and cached outside the
+# checkout (~/.cache/parley/controlplane): 5–10 minutes once, then instant.
+CONTROLPLANE := operator/tools/controlplane
+
+.PHONY: controlplane
+controlplane: ## Build (once, cached) the kube-apiserver and etcd the operator's tests run
+	@$(CONTROLPLANE)/build.sh >/dev/null
 
 .PHONY: gen
 gen: $(NPM_STAMP) protodeps ## Regenerate Go, TypeScript and Android (Java/Kotlin lite) code from proto/ and format proto/
@@ -161,14 +179,14 @@ check-mobile-java: ## Compile the committed Java messages and check them against
 	clients/mobile/kotlin/check-java.sh
 
 .PHONY: checkgen
-checkgen: gen ## Fail if `make gen` changes anything under proto/ or the generated dirs
+checkgen: gen manifests ## Fail if `make gen` or `make manifests` changes anything under proto/, the generated dirs or the operator's manifests
 	@if [ ! -d .git ]; then echo "checkgen: not a git checkout, cannot compare; skipped" >&2; exit 0; fi
-	@changes="$$(git status --porcelain --untracked-files=all -- proto $(GEN_DIRS))"; \
+	@changes="$$(git status --porcelain --untracked-files=all -- proto $(GEN_DIRS) $(MANIFEST_DIRS))"; \
 	if [ -n "$$changes" ]; then \
 		echo "$$changes" >&2; \
-		git --no-pager diff --stat -- proto $(GEN_DIRS) >&2; \
-		echo "checkgen: generated code or proto formatting is out of date (files above)." >&2; \
-		echo "checkgen: run 'make gen' and commit the result; never edit generated files by hand." >&2; \
+		git --no-pager diff --stat -- proto $(GEN_DIRS) $(MANIFEST_DIRS) >&2; \
+		echo "checkgen: generated code, manifests or proto formatting are out of date (files above)." >&2; \
+		echo "checkgen: run 'make gen manifests' and commit the result; never edit generated files by hand." >&2; \
 		exit 1; \
 	fi
 
@@ -213,12 +231,46 @@ golangci-lint: ## Run golangci-lint (installed into .tmp/bin on first use)
 	golangci-lint run --timeout 10m ./...
 
 .PHONY: manifests
-manifests: ## Generate CRDs and RBAC for the operator (arrives with the operator issue)
-	@echo "manifests: arrives with the operator issue (controller-gen into config/crd, config/rbac)"
+manifests: $(BIN)/controller-gen ## Regenerate the operator's CRD (config/crd/bases), RBAC role (config/rbac) and deepcopy code
+	controller-gen object paths=./operator/api/...
+	controller-gen crd paths=./operator/api/... output:crd:artifacts:config=config/crd/bases
+	controller-gen rbac:roleName=parley-operator paths=./operator/internal/controller/... output:rbac:artifacts:config=config/rbac
 
+# Container images without docker (make images). IMAGE_ARCH is the GOARCH
+# the binaries and images are built for; IMAGE_REPO and IMAGE_TAG name them.
+# The Dockerfiles (server/cmd/parleyd, operator/cmd/parley-operator) build
+# the same images for people with docker.
+IMAGE_ARCH ?= $(shell go env GOARCH)
+IMAGE_REPO ?= parley
+IMAGE_TAG ?= dev
+
+# The two ociimage runs share one shell: the web app is looked for after
+# `make web` ran (a $(wildcard) would be expanded before it), and the labels
+# and creation time (the last commit's, so rebuilds agree) are computed once.
 .PHONY: images
-images: ## Build container images as OCI tarballs (arrives with the operator issue)
-	@echo "images: arrives with the operator issue"
+images: ## Build bin/images/{parleyd,parley-operator}.tar without docker (OCI archives: podman load, skopeo, ctr import); parleyd's has the web app when Node is present
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+		$(MAKE) web; \
+	else \
+		echo "images: Node.js and npm not found, so parleyd's image has no web app (install Node.js 20+ for it)."; \
+	fi
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) go build -trimpath -ldflags='-s -w' -o bin/static/parleyd ./server/cmd/parleyd
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) go build -trimpath -ldflags='-s -w' -o bin/static/parley-operator ./operator/cmd/parley-operator
+	go build -o $(BIN)/ociimage ./operator/tools/ociimage
+	web=(); if [[ -f $(WEB_DIST) ]]; then web=(-add $(WEB)/dist:/usr/share/parley/web); fi; \
+	version="$$(git describe --always --dirty)"; revision="$$(git rev-parse HEAD)"; \
+	export SOURCE_DATE_EPOCH="$$(git log -1 --format=%ct)"; \
+	$(BIN)/ociimage -binary bin/static/parleyd -arch $(IMAGE_ARCH) \
+		-tag $(IMAGE_REPO)/parleyd:$(IMAGE_TAG) -o bin/images/parleyd.tar \
+		-version "$$version" -revision "$$revision" "$${web[@]}" \
+		-dir /var/lib/parley:65532 \
+		-env PARLEY_LISTEN=:8080 -env PARLEY_ADMIN_LISTEN=:9090 \
+		-env PARLEY_DATA_DIR=/var/lib/parley -env PARLEY_WEB_DIR=/usr/share/parley/web \
+		-port 8080/tcp -port 9090/tcp; \
+	$(BIN)/ociimage -binary bin/static/parley-operator -arch $(IMAGE_ARCH) \
+		-tag $(IMAGE_REPO)/parley-operator:$(IMAGE_TAG) -o bin/images/parley-operator.tar \
+		-version "$$version" -revision "$$revision" \
+		-port 8080/tcp -port 8081/tcp
 
 .PHONY: clean
 clean: ## Delete bin/ and .tmp/ (tools, protovalidate copy); keeps ./data and node_modules
@@ -251,6 +303,7 @@ $(TOOLS)/$(1)/$(3)/$(1):
 	GOBIN=$$(@D) go install $(2)@$(3)
 endef
 $(eval $(call go_tool,grpcurl,github.com/fullstorydev/grpcurl/cmd/grpcurl,$(GRPCURL_VERSION)))
+$(eval $(call go_tool,controller-gen,sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_GEN_VERSION)))
 $(eval $(call go_tool,golangci-lint,github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION)))
 
 # weed cannot be `go install`ed at a version (SeaweedFS's go.mod has a
