@@ -48,7 +48,8 @@ func run(args []string) error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
 	}
-	ctrl.SetLogger(logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctrl.SetLogger(logr.FromSlogHandler(logger.Handler()))
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -79,6 +80,7 @@ func run(args []string) error {
 		return fmt.Errorf("starting the manager: %w", err)
 	}
 	r := &controller.Reconciler{
+		Log:              logger,
 		Client:           mgr.GetClient(),
 		APIReader:        mgr.GetAPIReader(),
 		Events:           mgr.GetEventRecorder("parley-operator"),
@@ -90,6 +92,6 @@ func run(args []string) error {
 	if err := errors.Join(mgr.AddHealthzCheck("ping", healthz.Ping), mgr.AddReadyzCheck("ping", healthz.Ping)); err != nil {
 		return fmt.Errorf("adding health checks: %w", err)
 	}
-	slog.Info("parley-operator starting", "metrics", *metricsAddr, "probes", *probeAddr, "leaderElection", *leaderElect)
+	logger.Info("parley-operator starting", "metrics", *metricsAddr, "probes", *probeAddr, "leader_election", *leaderElect)
 	return mgr.Start(ctrl.SetupSignalHandler())
 }

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -28,7 +29,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -50,6 +50,8 @@ const DefaultProgressDeadline = 10 * time.Minute
 
 // Reconciler reconciles IMClusters.
 type Reconciler struct {
+	// Log receives what a pass cannot report in a status.
+	Log *slog.Logger
 	// Client reads through the manager's cache and writes to the API
 	// server.
 	Client client.Client
@@ -85,7 +87,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 func (r *Reconciler) clustersReferencing(ctx context.Context, o client.Object) []reconcile.Request {
 	var list imv1.IMClusterList
 	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
-		log.FromContext(ctx).Error(err, "listing IMClusters for a Secret change", "secret", o.GetName())
+		r.Log.ErrorContext(ctx, "listing IMClusters for a Secret change", "namespace", o.GetNamespace(), "secret", o.GetName(), "err", err)
 		return nil
 	}
 	var reqs []reconcile.Request

@@ -78,7 +78,7 @@ func waitFor(t *testing.T, what string, cond func(ctx context.Context) (bool, er
 		ok, err := cond(ctx)
 		if err != nil {
 			last = err
-			return false, nil
+			return false, nil //nolint:nilerr // keep polling; the last error is reported on timeout
 		}
 		return ok, nil
 	})
@@ -218,4 +218,3 @@ func names(prefix string, shards ...int) []string {
 	}
 	return out
 }
-

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,6 +100,7 @@ func startManager(ctx context.Context) (<-chan error, error) {
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
 	r := &Reconciler{
+		Log:       slog.New(slog.DiscardHandler),
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Events:    mgr.GetEventRecorder("parley-operator"),

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -158,7 +159,7 @@ func TestSecondReconcileWritesNothing(t *testing.T) {
 		},
 	})
 	rec := &countingRecorder{}
-	r := &Reconciler{Client: counted, APIReader: k8s, Events: rec}
+	r := &Reconciler{Log: slog.New(slog.DiscardHandler), Client: counted, APIReader: k8s, Events: rec}
 	for pass := 1; pass <= 2; pass++ {
 		res, err := r.Reconcile(testContext(t), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(c)})
 		if err != nil {

@@ -162,9 +162,10 @@ func ShardAddresses(c *imv1.IMCluster, n int32) []string {
 func Hash(v any) string {
 	b, err := json.Marshal(v)
 	if err != nil {
-		// Only types that cannot be JSON-encoded fail, and everything
-		// hashed here is a Kubernetes object or a plain map.
-		panic(fmt.Sprintf("render: hashing %T: %v", v, err))
+		// Only types JSON cannot encode fail, and everything hashed here
+		// is a Kubernetes object or a plain map. Were one to fail, the
+		// error text is still stable and never looks like a hash.
+		return "unhashable: " + err.Error()
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])

@@ -154,6 +154,7 @@ func TestConfigFileLoadsInParleyd(t *testing.T) {
 		"log_level": {Raw: []byte(`"debug"`)}, "chat": {Raw: []byte(`{"max_group_size":77}`)},
 	}
 	c.Spec.S3 = &imv1.S3Spec{Endpoint: "minio.im.svc:9000", Bucket: "media", Insecure: true, CredentialsSecret: imv1.SecretRef{Name: "s3"}}
+	c.Spec.TLS = &imv1.TLSSpec{SecretName: "chat-tls"}
 	cm, err := render.ConfigMap(c)
 	if err != nil {
 		t.Fatal(err)
@@ -200,6 +201,9 @@ func TestConfigFileLoadsInParleyd(t *testing.T) {
 	}
 	if cfg.MediaBackend() != "s3" || cfg.Media.S3.Bucket != "media" || cfg.Media.S3.UseTLS || cfg.Media.S3.AccessKeyID != "ak" {
 		t.Errorf("media %+v, want s3 bucket media without TLS, key from the Secret", cfg.Media)
+	}
+	if cfg.TLS.CertFile != "/etc/parley/tls/tls.crt" || cfg.TLS.KeyFile != "/etc/parley/tls/tls.key" {
+		t.Errorf("tls %+v, want the mounted Secret's tls.crt and tls.key", cfg.TLS)
 	}
 	if cfg.Auth.SigningKeyFile == "" || cfg.Node != "chat-shard-2-0" || cfg.Store == "" || cfg.Redis == "" {
 		t.Errorf("signing key %q node %q store %q redis %q", cfg.Auth.SigningKeyFile, cfg.Node, cfg.Store, cfg.Redis)
@@ -299,4 +303,3 @@ func TestObjectsAreLabelledForTheCluster(t *testing.T) {
 		t.Error("the cluster Service claims a shard")
 	}
 }
-
