@@ -6,6 +6,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -26,13 +29,15 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(ctrl.SetupSignalHandler(), os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "parley-operator:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
+// run serves until ctx ends (SIGTERM or SIGINT in main), then releases
+// the leader Lease and returns.
+func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("parley-operator", flag.ContinueOnError)
 	metricsAddr := fs.String("metrics-bind-address", ":8080", "`address` of the Prometheus /metrics endpoint; 0 disables it")
 	probeAddr := fs.String("health-probe-bind-address", ":8081", "`address` of /healthz and /readyz")
@@ -41,6 +46,7 @@ func run(args []string) error {
 	namespace := fs.String("namespace", "", "watch only this `namespace`; empty watches every namespace")
 	deadline := fs.Duration("progress-deadline", controller.DefaultProgressDeadline, "how long a cluster may stay not ready while progressing before it is reported Degraded")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig `file` when running outside the cluster; empty means $KUBECONFIG, the in-cluster service account, or ~/.kube/config")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -71,7 +77,7 @@ func run(args []string) error {
 	if *namespace != "" {
 		opts.Cache.DefaultNamespaces = map[string]cache.Config{*namespace: {}}
 	}
-	cfg, err := ctrl.GetConfig()
+	cfg, err := restConfig(*kubeconfig)
 	if err != nil {
 		return fmt.Errorf("finding the Kubernetes API server: %w", err)
 	}
@@ -93,5 +99,12 @@ func run(args []string) error {
 		return fmt.Errorf("adding health checks: %w", err)
 	}
 	logger.Info("parley-operator starting", "metrics", *metricsAddr, "probes", *probeAddr, "leader_election", *leaderElect)
-	return mgr.Start(ctrl.SetupSignalHandler())
+	return mgr.Start(ctx)
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	return ctrl.GetConfig()
 }

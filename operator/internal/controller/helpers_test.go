@@ -11,16 +11,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	imv1 "github.com/parley-im/parley/operator/api/v1alpha1"
-	"github.com/parley-im/parley/operator/internal/render"
+	"github.com/parley-im/parley/operator/internal/testenv"
 )
-
-// waitTimeout bounds every wait: the operator reacts within milliseconds,
-// so this only decides how long a failing test takes to say so.
-const waitTimeout = 30 * time.Second
 
 func testContext(t *testing.T) context.Context {
 	t.Helper()
@@ -67,24 +62,9 @@ func newCluster(ns, name string, shards, replicas int32) *imv1.IMCluster {
 	}
 }
 
-// waitFor polls cond until it holds. Polling the API server is how a test
-// waits for a controller it does not drive; the interval is short and the
-// deadline only bounds failure.
 func waitFor(t *testing.T, what string, cond func(ctx context.Context) (bool, error)) {
 	t.Helper()
-	ctx := testContext(t)
-	var last error
-	err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
-		ok, err := cond(ctx)
-		if err != nil {
-			last = err
-			return false, nil //nolint:nilerr // keep polling; the last error is reported on timeout
-		}
-		return ok, nil
-	})
-	if err != nil {
-		t.Fatalf("waiting for %s: %v (last error: %v)", what, err, last)
-	}
+	testenv.WaitFor(testContext(t), t, what, cond)
 }
 
 // waitCluster waits until the IMCluster satisfies pred and returns it.
@@ -140,26 +120,9 @@ func shardEnv(sts *appsv1.StatefulSet, name string) string {
 
 func image(sts *appsv1.StatefulSet) string { return sts.Spec.Template.Spec.Containers[0].Image }
 
-// markReady plays the StatefulSet controller and kubelet, which envtest
-// does not run: every replica of the current template is up and ready.
 func markReady(t *testing.T, ns, name string) {
 	t.Helper()
-	ctx := testContext(t)
-	err := retryOnConflict(ctx, func() error {
-		var sts appsv1.StatefulSet
-		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &sts); err != nil {
-			return err
-		}
-		n := *sts.Spec.Replicas
-		rev := name + "-" + sts.Annotations[render.AnnotationTemplateHash]
-		sts.Status = appsv1.StatefulSetStatus{
-			ObservedGeneration: sts.Generation,
-			Replicas:           n, ReadyReplicas: n, CurrentReplicas: n, UpdatedReplicas: n, AvailableReplicas: n,
-			CurrentRevision: rev, UpdateRevision: rev,
-		}
-		return k8s.Status().Update(ctx, &sts)
-	})
-	if err != nil {
+	if err := testenv.MarkReady(testContext(t), k8s, ns, name); err != nil {
 		t.Fatalf("marking StatefulSet %s ready: %v", name, err)
 	}
 }

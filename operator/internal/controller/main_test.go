@@ -2,13 +2,9 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/go-logr/logr"
@@ -19,15 +15,15 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	imv1 "github.com/parley-im/parley/operator/api/v1alpha1"
+	"github.com/parley-im/parley/operator/internal/testenv"
 )
 
 // The package's tests share one real control plane (etcd and
-// kube-apiserver, built by operator/tools/controlplane/build.sh) and one
+// kube-apiserver, see package testenv) and one
 // manager running the reconciler, as the operator binary does. Each test
 // works in its own namespace.
 var (
@@ -47,15 +43,10 @@ func runTests(m *testing.M) int {
 	utilruntime.Must(imv1.AddToScheme(testScheme))
 	logf.SetLogger(logr.Discard())
 
-	assets, err := controlPlaneAssets()
+	env, err := testenv.New()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "operator tests:", err)
 		return 1
-	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assets,
 	}
 	restConfig, err = env.Start()
 	if err != nil {
@@ -111,29 +102,4 @@ func startManager(ctx context.Context) (<-chan error, error) {
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 	return done, nil
-}
-
-// controlPlaneAssets finds kube-apiserver and etcd: $KUBEBUILDER_ASSETS,
-// or where build.sh caches them. Missing binaries fail the package with
-// the command that builds them; they are never skipped.
-func controlPlaneAssets() (string, error) {
-	dir := os.Getenv("KUBEBUILDER_ASSETS")
-	if dir == "" {
-		out, err := exec.Command(filepath.Join("..", "..", "tools", "controlplane", "build.sh"), "-print").Output()
-		if err != nil {
-			return "", fmt.Errorf("locating the control plane: %w", err)
-		}
-		dir = strings.TrimSpace(string(out))
-	}
-	var missing []string
-	for _, bin := range []string{"kube-apiserver", "etcd"} {
-		if _, err := os.Stat(filepath.Join(dir, bin)); err != nil {
-			missing = append(missing, bin)
-		}
-	}
-	if len(missing) > 0 {
-		return "", errors.New("no " + strings.Join(missing, " or ") + " in " + dir +
-			": build them with `make controlplane` (operator/tools/controlplane/build.sh, 5–10 minutes once, then cached)")
-	}
-	return dir, nil
 }

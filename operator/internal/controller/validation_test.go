@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,6 +23,7 @@ import (
 
 	imv1 "github.com/parley-im/parley/operator/api/v1alpha1"
 	"github.com/parley-im/parley/operator/internal/render"
+	"github.com/parley-im/parley/operator/internal/testenv"
 )
 
 func TestInvalidSpecsAreRejectedByTheAPIServer(t *testing.T) {
@@ -88,7 +88,7 @@ func TestDefaultsAndTheSampleAreAccepted(t *testing.T) {
 			s.Shards, s.ReplicasPerShard, s.ImagePullPolicy, s.Service.Type)
 	}
 
-	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "config", "samples", "imcluster.yaml"))
+	raw, err := os.ReadFile(testenv.SamplePath())
 	if err != nil {
 		t.Fatal(err)
 	}
