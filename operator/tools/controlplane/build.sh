@@ -31,9 +31,19 @@ if [[ -x "$out/kube-apiserver" && -x "$out/etcd" ]]; then
   exit 0
 fi
 
+# One build at a time (.ci/run starts one in the background, then
+# `make tools` asks again): a second caller waits, then finds it built.
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
+if [[ -x "$out/kube-apiserver" && -x "$out/etcd" ]]; then
+  echo "$out"
+  exit 0
+fi
+
 minor="${version#v1.}"
 minor="${minor%%.*}"
-tmp="$(mktemp -d "$cache.build.XXXXXX" 2>/dev/null || { mkdir -p "$cache" && mktemp -d "$cache.build.XXXXXX"; })"
+tmp="$(mktemp -d "$cache/.build.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 # -trimpath builds share nothing with the normal build cache, and this one
 # grows to ~3 GB: keep it out of the user's GOCACHE and throw it away.
@@ -44,7 +54,6 @@ vpkg=k8s.io/component-base/version
 go build -trimpath -ldflags "-s -w -X $vpkg.gitVersion=$version -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=$minor" \
   -o "$tmp/bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
 go build -trimpath -ldflags "-s -w" -o "$tmp/bin/etcd" go.etcd.io/etcd/server/v3
-mkdir -p "$cache"
 rm -rf "$out"
 mv "$tmp/bin" "$out"
 echo "$out"
