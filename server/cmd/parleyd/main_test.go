@@ -30,7 +30,7 @@ type testServer struct {
 }
 
 var (
-	servingLine = regexp.MustCompile(`serving on (http://\S+)`)
+	servingLine = regexp.MustCompile(`serving on (https?://\S+)`)
 	adminLine   = regexp.MustCompile(`admin endpoints on (http://\S+)`)
 )
 

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
-	"fmt"
 	"io"
 	"math/big"
 	"net/http"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -24,8 +21,6 @@ import (
 	"github.com/parley-im/parley/clients/go/parley"
 	"github.com/parley-im/parley/server/tlsfiles/tlsfilestest"
 )
-
-var tlsServingLine = regexp.MustCompile(`serving on (https://\S+)`)
 
 // TLS through the environment, as the operator configures it, on the API
 // listener: a whole chat over gRPC and Connect streams on HTTP/2, unary
@@ -226,29 +221,8 @@ func TestTLSBadConfigFailsStart(t *testing.T) {
 // named through the environment.
 func startTLSServer(tb testing.TB, secret *tlsfilestest.SecretDir, args ...string) *testServer {
 	tb.Helper()
-	env := map[string]string{"PARLEY_TLS_CERT_FILE": secret.CertFile(), "PARLEY_TLS_KEY_FILE": secret.KeyFile()}
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	ts := &testServer{cancel: cancel, done: make(chan error, 1)}
-	args = append([]string{"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-data-dir", tb.TempDir(), "-log-level", "warn"}, args...)
-	go func() {
-		err := run(ctx, args, func(k string) string { return env[k] }, pw, io.Discard)
-		pw.CloseWithError(fmt.Errorf("run returned: %w", err))
-		ts.done <- err
-	}()
-	sc := bufio.NewScanner(pr)
-	for sc.Scan() {
-		if m := adminLine.FindStringSubmatch(sc.Text()); m != nil {
-			ts.adminURL = m[1]
-		}
-		if m := tlsServingLine.FindStringSubmatch(sc.Text()); m != nil {
-			ts.url = m[1]
-			break
-		}
-	}
-	require.NotEmpty(tb, ts.url, "server did not report an https address: %v", sc.Err())
-	go func() { _, _ = io.Copy(io.Discard, pr) }()
-	tb.Cleanup(func() { ts.stop(tb) })
+	ts := startServerEnv(tb, map[string]string{"PARLEY_TLS_CERT_FILE": secret.CertFile(), "PARLEY_TLS_KEY_FILE": secret.KeyFile()}, args...)
+	require.True(tb, strings.HasPrefix(ts.url, "https://"), "server reported %s, want an https address", ts.url)
 	return ts
 }
 
