@@ -85,9 +85,13 @@ build: ## Build bin/parleyd (server) and bin/parley (CLI)
 	go build -o bin/parleyd ./server/cmd/parleyd
 	go build -o bin/parley ./clients/go/cmd/parley
 
+# go test gets a scratch TMPDIR (world-writable like /tmp: PostgreSQL's
+# initdb runs as another user in it). envtest keeps the control plane's
+# data there, so afterwards reap.sh can kill, by PID, any etcd or
+# kube-apiserver a crashed test binary left running, and only those.
 .PHONY: test
 test: tools checkgen ## Run every test with -race (Go, the operator against a real kube-apiserver, the TypeScript SDK, the web app in Chromium), after checking generated code is current
-	@scratch="$$(mktemp -d)"; assets="$$($(CONTROLPLANE)/build.sh -print)"; status=0; \
+	@scratch="$$(mktemp -d)"; chmod 1777 "$$scratch"; assets="$$($(CONTROLPLANE)/build.sh -print)"; status=0; \
 	echo "go test -race -timeout $(GO_TEST_TIMEOUT) $(GO_TEST_FLAGS) ./...   (TMPDIR=$$scratch KUBEBUILDER_ASSETS=$$assets)"; \
 	TMPDIR="$$scratch" KUBEBUILDER_ASSETS="$$assets" go test -race -timeout $(GO_TEST_TIMEOUT) $(GO_TEST_FLAGS) ./... || status=$$?; \
 	$(CONTROLPLANE)/reap.sh "$$assets" "$$scratch"; rm -rf "$$scratch"; \

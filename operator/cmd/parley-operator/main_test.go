@@ -48,6 +48,9 @@ func runTests(m *testing.M) int {
 	cfg, err := env.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "parley-operator tests: starting etcd and kube-apiserver:", err)
+		// Start fails after launching the processes too (a CRD the API
+		// server refuses): stop whatever it started.
+		_ = env.Stop()
 		return 1
 	}
 	defer func() {

@@ -51,6 +51,9 @@ func runTests(m *testing.M) int {
 	restConfig, err = env.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "operator tests: starting etcd and kube-apiserver:", err)
+		// Start fails after launching the processes too (a CRD the API
+		// server refuses): stop whatever it started.
+		_ = env.Stop()
 		return 1
 	}
 	defer func() {
@@ -84,6 +87,7 @@ func runTests(m *testing.M) int {
 func startManager(ctx context.Context) (<-chan error, error) {
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                 testScheme,
+		Cache:                  CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 	})

@@ -51,9 +51,12 @@ const (
 	// reads both only at start, so a change must restart its pods.
 	AnnotationConfigHash = "im.parley.dev/config-hash"
 
+	// ManagedBy is LabelManagedBy's value on every object the operator
+	// creates.
+	ManagedBy = "parley-operator"
+
 	appName      = "parley"
 	componentAPI = "server"
-	managedBy    = "parley-operator"
 )
 
 // Ports, paths and files inside a parleyd pod.
@@ -114,7 +117,7 @@ func labels(c *imv1.IMCluster, shard int32) map[string]string {
 		l[LabelShard] = strconv.Itoa(int(shard))
 	}
 	l[LabelName] = appName
-	l[LabelManagedBy] = managedBy
+	l[LabelManagedBy] = ManagedBy
 	return l
 }
 
