@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -35,26 +36,45 @@ func main() {
 	}
 }
 
+// options are the command line's settings.
+type options struct {
+	metricsAddr, probeAddr string
+	leaderElect            bool
+	leaderNamespace        string
+	namespace              string
+	progressDeadline       time.Duration
+	logLevel               slog.Level
+	kubeconfig             string
+}
+
+func parseFlags(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("parley-operator", flag.ContinueOnError)
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "`address` of the Prometheus /metrics endpoint; 0 disables it")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "`address` of /healthz and /readyz")
+	fs.BoolVar(&o.leaderElect, "leader-elect", true, "elect one active replica through a Lease, so several can run for availability")
+	fs.StringVar(&o.leaderNamespace, "leader-election-namespace", "", "`namespace` of the leader Lease; empty means the pod's own namespace")
+	fs.StringVar(&o.namespace, "namespace", "", "watch only this `namespace`; empty watches every namespace")
+	fs.DurationVar(&o.progressDeadline, "progress-deadline", controller.DefaultProgressDeadline, "how long a cluster may stay not ready while progressing before it is reported Degraded")
+	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig `file` when running outside the cluster; empty means $KUBECONFIG, the in-cluster service account, or ~/.kube/config")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q: every setting is a flag", fs.Args())
+	}
+	return o, nil
+}
+
 // run serves until ctx ends (SIGTERM or SIGINT in main), then releases
 // the leader Lease and returns.
 func run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("parley-operator", flag.ContinueOnError)
-	metricsAddr := fs.String("metrics-bind-address", ":8080", "`address` of the Prometheus /metrics endpoint; 0 disables it")
-	probeAddr := fs.String("health-probe-bind-address", ":8081", "`address` of /healthz and /readyz")
-	leaderElect := fs.Bool("leader-elect", true, "elect one active replica through a Lease, so several can run for availability")
-	leaderNamespace := fs.String("leader-election-namespace", "", "`namespace` of the leader Lease; empty means the pod's own namespace")
-	namespace := fs.String("namespace", "", "watch only this `namespace`; empty watches every namespace")
-	deadline := fs.Duration("progress-deadline", controller.DefaultProgressDeadline, "how long a cluster may stay not ready while progressing before it is reported Degraded")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig `file` when running outside the cluster; empty means $KUBECONFIG, the in-cluster service account, or ~/.kube/config")
-	if err := fs.Parse(args); err != nil {
+	o, err := parseFlags(args)
+	if err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("-log-level: %w", err)
-	}
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: o.logLevel}))
 	ctrl.SetLogger(logr.FromSlogHandler(logger.Handler()))
 
 	scheme := runtime.NewScheme()
@@ -64,21 +84,21 @@ func run(ctx context.Context, args []string) error {
 	opts := ctrl.Options{
 		Scheme:                  scheme,
 		Cache:                   controller.CacheOptions(),
-		Metrics:                 metricsserver.Options{BindAddress: *metricsAddr},
-		HealthProbeBindAddress:  *probeAddr,
-		LeaderElection:          *leaderElect,
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "parley-operator.im.parley.dev",
-		LeaderElectionNamespace: *leaderNamespace,
+		LeaderElectionNamespace: o.leaderNamespace,
 		// A new leader starts only once the old one has stopped
 		// reconciling: release the Lease on a clean exit so a rollout of
 		// the operator hands over at once instead of after the lease
 		// duration.
 		LeaderElectionReleaseOnCancel: true,
 	}
-	if *namespace != "" {
-		opts.Cache.DefaultNamespaces = map[string]cache.Config{*namespace: {}}
+	if o.namespace != "" {
+		opts.Cache.DefaultNamespaces = map[string]cache.Config{o.namespace: {}}
 	}
-	cfg, err := restConfig(*kubeconfig)
+	cfg, err := restConfig(o.kubeconfig)
 	if err != nil {
 		return fmt.Errorf("finding the Kubernetes API server: %w", err)
 	}
@@ -91,7 +111,7 @@ func run(ctx context.Context, args []string) error {
 		Client:           mgr.GetClient(),
 		APIReader:        mgr.GetAPIReader(),
 		Events:           mgr.GetEventRecorder("parley-operator"),
-		ProgressDeadline: *deadline,
+		ProgressDeadline: o.progressDeadline,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("registering the IMCluster controller: %w", err)
@@ -99,7 +119,7 @@ func run(ctx context.Context, args []string) error {
 	if err := errors.Join(mgr.AddHealthzCheck("ping", healthz.Ping), mgr.AddReadyzCheck("ping", healthz.Ping)); err != nil {
 		return fmt.Errorf("adding health checks: %w", err)
 	}
-	logger.Info("parley-operator starting", "metrics", *metricsAddr, "probes", *probeAddr, "leader_election", *leaderElect)
+	logger.Info("parley-operator starting", "metrics", o.metricsAddr, "probes", o.probeAddr, "leader_election", o.leaderElect)
 	return mgr.Start(ctx)
 }
 
