@@ -164,6 +164,11 @@ type NewMessage struct {
 	// the media (MediaStore.CanReadMedia) until the message is recalled.
 	MediaID   string
 	CreatedAt time.Time
+	// SearchText is the message's searchable text: a text message's body,
+	// or an image or file's caption; empty for none (system messages).
+	// The store indexes it for SearchStore and forgets it on recall. It is
+	// not part of Message: readers decode Body.
+	SearchText string
 }
 
 // Message is a committed message.
@@ -301,6 +306,7 @@ type Store interface {
 	MessageStore
 	CursorStore
 	MediaStore
+	SearchStore
 
 	// Epoch identifies this store's history. It is generated when the
 	// store is first created and never changes afterwards, so a client that
@@ -444,4 +450,64 @@ type CursorStore interface {
 	// one without conversations, has none; an unknown deviceID has no
 	// cursors.
 	Backlogs(ctx context.Context, userID, deviceID string) ([]Backlog, error)
+}
+
+// SearchQuery selects the messages a user may find, as
+// SearchStore.SearchMessages specifies.
+type SearchQuery struct {
+	// UserID is the searcher: only conversations they are a member of are
+	// searched, each from their join point (Member.JoinedSeq) on.
+	UserID string
+	// Terms are the words to find, as textsearch.Terms returns them:
+	// folded (lowercase, without diacritics), made of letters and digits
+	// only, at least one. A message matches when its SearchText holds
+	// every term as a word; the last term also matches as a word prefix
+	// ("hel" finds "hello").
+	Terms []string
+	// ConversationID, when set, limits the search to that conversation.
+	ConversationID string
+	// From and To bound CreatedAt: From inclusive, To exclusive; zero
+	// means unbounded.
+	From, To time.Time
+	// After, when set, is the position of the last hit of the previous
+	// page: only hits strictly after it (older) are returned.
+	After *SearchCursor
+	// Limit is at least 1; the store returns at most Limit hits.
+	Limit int
+}
+
+// SearchCursor is a hit's position in the search order: CreatedAt
+// descending, then ConversationID descending, then Seq descending.
+type SearchCursor struct {
+	CreatedAt      time.Time
+	ConversationID string
+	Seq            uint64
+}
+
+// SearchHit is one message a search found.
+type SearchHit struct {
+	// Message is the message as GetMessage returns it (MembersSeq 0).
+	Message Message
+	// Text is the message's NewMessage.SearchText, for snippets.
+	Text string
+}
+
+// Cursor returns h's position, for SearchQuery.After.
+func (h SearchHit) Cursor() SearchCursor {
+	return SearchCursor{CreatedAt: h.Message.CreatedAt, ConversationID: h.Message.ConversationID, Seq: h.Message.Seq}
+}
+
+// SearchStore finds messages by their words.
+type SearchStore interface {
+	// SearchMessages returns up to q.Limit messages matching q.Terms in
+	// the search order (see SearchCursor), and whether more lie beyond
+	// the page. Only messages with a SearchText are found; a recalled
+	// message never is (RecallMessage removes its text from the index in
+	// its transaction), nor one below the searcher's join point, nor one
+	// in a conversation they are not a member of (now: a member who left
+	// finds nothing there). A q.ConversationID the user is not a member of
+	// yields no hits, not an error. Messages committed before the backend
+	// had a search index (its migration) have no SearchText and are not
+	// found.
+	SearchMessages(ctx context.Context, q SearchQuery) ([]SearchHit, bool, error)
 }

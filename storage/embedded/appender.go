@@ -13,7 +13,7 @@ const messageColumns = `conversation_id, seq, id, sender_id, sender_device_id, c
 // insertColumns are the columns an append writes. media_id keeps its
 // default, the empty string, unless the message carries media
 // (insertMedia).
-const insertColumns = `conversation_id, seq, id, sender_id, sender_device_id, client_msg_id, kind, body, created_at`
+const insertColumns = `conversation_id, seq, id, sender_id, sender_device_id, client_msg_id, kind, body, created_at, search_rowid`
 
 // writeStmts are the statements of the write hot path (appends, read
 // marks, cursors), prepared once on the write connection.
@@ -28,6 +28,10 @@ type writeStmts struct {
 	readUpTo    *sql.Stmt
 	bumpConv    *sql.Stmt
 	saveCursor  *sql.Stmt
+	// lastSearch and insertSearch keep message_search in step with
+	// appends (migration 0004).
+	lastSearch   *sql.Stmt
+	insertSearch *sql.Stmt
 }
 
 func (ws *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
@@ -41,9 +45,9 @@ func (ws *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 			WHERE conversation_id = ? AND sender_id = ? AND client_msg_id = ? AND client_msg_id <> ''`},
 		// A committed idempotency key makes the insert a no-op (0 rows)
 		// instead of an error; any other uniqueness violation still fails.
-		{&ws.insert, `INSERT INTO messages (` + insertColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		{&ws.insert, `INSERT INTO messages (` + insertColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (conversation_id, sender_id, client_msg_id) WHERE client_msg_id <> '' DO NOTHING`},
-		{&ws.insertMedia, `INSERT INTO messages (` + insertColumns + `, media_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		{&ws.insertMedia, `INSERT INTO messages (` + insertColumns + `, media_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (conversation_id, sender_id, client_msg_id) WHERE client_msg_id <> '' DO NOTHING`},
 		{&ws.readUpTo, `UPDATE members SET last_read_seq = ?1
 			WHERE conversation_id = ?2 AND user_id = ?3 AND last_read_seq < ?1`},
@@ -56,6 +60,10 @@ func (ws *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 			WHERE c.id = ?2 AND EXISTS (SELECT 1 FROM devices d WHERE d.id = ?1)
 			ON CONFLICT (device_id, conversation_id) DO UPDATE SET seq = excluded.seq
 			WHERE excluded.seq > cursors.seq`},
+		// FTS5 answers a descending rowid scan from its content table's
+		// b-tree: one seek, not a scan.
+		{&ws.lastSearch, `SELECT rowid FROM message_search ORDER BY rowid DESC LIMIT 1`},
+		{&ws.insertSearch, `INSERT INTO message_search (rowid, text, conversation_id, seq) VALUES (?, ?, ?, ?)`},
 	} {
 		st, err := db.PrepareContext(ctx, p.query)
 		if err != nil {
@@ -68,7 +76,7 @@ func (ws *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 
 func (ws *writeStmts) close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{ws.lastSeq, ws.isMember, ws.findDup, ws.insert, ws.insertMedia, ws.readUpTo, ws.bumpConv, ws.saveCursor} {
+	for _, st := range []*sql.Stmt{ws.lastSeq, ws.isMember, ws.findDup, ws.insert, ws.insertMedia, ws.readUpTo, ws.bumpConv, ws.saveCursor, ws.lastSearch, ws.insertSearch} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -108,6 +116,13 @@ type appender struct {
 	tx          *sql.Tx
 	ws          *writeStmts
 	insertMedia *sql.Stmt
+
+	// lastSearch is message_search's highest rowid, read on first use
+	// (searchReady, which also binds insertSearch); the transaction holds
+	// the write lock, so the next ones are assigned here.
+	lastSearch   int64
+	searchReady  bool
+	insertSearch *sql.Stmt
 
 	convs   map[string]*convState
 	members map[memberKey]bool
@@ -207,18 +222,24 @@ func (a *appender) append(ctx context.Context, m storage.NewMessage) (msg storag
 		MembersSeq:     c.membersSeq,
 	}
 	created := ms(msg.CreatedAt)
+	var searchRowid int64
+	if m.SearchText != "" {
+		if searchRowid, err = a.nextSearchRowid(ctx); err != nil {
+			return storage.Message{}, false, err
+		}
+	}
 	var res sql.Result
 	if msg.MediaID == "" {
 		res, err = a.insert.ExecContext(ctx,
 			msg.ConversationID, i64(msg.Seq), msg.ID, msg.SenderID, msg.SenderDeviceID,
-			msg.ClientMsgID, int64(msg.Kind), msg.Body, created)
+			msg.ClientMsgID, int64(msg.Kind), msg.Body, created, searchRowid)
 	} else {
 		if a.insertMedia == nil {
 			a.insertMedia = a.tx.StmtContext(ctx, a.ws.insertMedia)
 		}
 		res, err = a.insertMedia.ExecContext(ctx,
 			msg.ConversationID, i64(msg.Seq), msg.ID, msg.SenderID, msg.SenderDeviceID,
-			msg.ClientMsgID, int64(msg.Kind), msg.Body, created, msg.MediaID)
+			msg.ClientMsgID, int64(msg.Kind), msg.Body, created, searchRowid, msg.MediaID)
 	}
 	if err != nil {
 		return storage.Message{}, false, err
@@ -234,6 +255,12 @@ func (a *appender) append(ctx context.Context, m storage.NewMessage) (msg storag
 		orig.MembersSeq = c.membersSeq
 		return orig, false, err
 	}
+	if searchRowid != 0 {
+		if _, err := a.insertSearch.ExecContext(ctx, searchRowid, m.SearchText, msg.ConversationID, i64(msg.Seq)); err != nil {
+			return storage.Message{}, false, err
+		}
+		a.lastSearch = searchRowid
+	}
 	c.lastSeq = msg.Seq
 	// last_message_at never goes back, even if a sender's clock does.
 	c.lastAt = max(c.lastAt, created)
@@ -241,6 +268,21 @@ func (a *appender) append(ctx context.Context, m storage.NewMessage) (msg storag
 	k := memberKey{msg.ConversationID, msg.SenderID}
 	a.reads[k] = max(a.reads[k], msg.Seq)
 	return msg, true, nil
+}
+
+// nextSearchRowid returns the message_search rowid for the next message
+// with text. It is only taken (a.lastSearch moves) once the row is
+// written, so a duplicate's unused one is handed out again.
+func (a *appender) nextSearchRowid(ctx context.Context) (int64, error) {
+	if !a.searchReady {
+		err := a.tx.StmtContext(ctx, a.ws.lastSearch).QueryRowContext(ctx).Scan(&a.lastSearch)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return 0, err
+		}
+		a.insertSearch = a.tx.StmtContext(ctx, a.ws.insertSearch)
+		a.searchReady = true
+	}
+	return a.lastSearch + 1, nil
 }
 
 // notice appends a system notice. Notices carry no idempotency key, so one

@@ -128,8 +128,16 @@ func (s *Store) RecallMessage(ctx context.Context, conversationID string, seq ui
 		if recalled.Kind == storage.MessageSystem || !recalled.RecalledAt.IsZero() {
 			return storage.ErrConflict
 		}
+		// The message's words leave the search index with its body
+		// (secure-delete: from the index itself, see migration 0004).
 		if _, err := tx.ExecContext(ctx,
-			`UPDATE messages SET body = NULL, recalled_at = ? WHERE conversation_id = ? AND seq = ?`,
+			`DELETE FROM message_search WHERE rowid = (
+				SELECT search_rowid FROM messages WHERE conversation_id = ? AND seq = ? AND search_rowid <> 0)`,
+			conversationID, i64(seq)); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx,
+			`UPDATE messages SET body = NULL, recalled_at = ?, search_rowid = 0 WHERE conversation_id = ? AND seq = ?`,
 			ms(notice.CreatedAt), conversationID, i64(seq)); err != nil {
 			return err
 		}

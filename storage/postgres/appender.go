@@ -51,6 +51,12 @@ const (
 	// carries media.
 	insertMediaQuery = `INSERT INTO messages (conversation_id, seq, id, sender_id, sender_device_id, client_msg_id, kind, body, created_at, media_id)
 		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::smallint[], $8::bytea[], $9::timestamptz[], $10::text[])`
+	// insertSearchQuery indexes the words of the new messages that have
+	// any (migration 0004); $5 is each one's words, space-separated
+	// (textsearch words hold no space).
+	insertSearchQuery = `INSERT INTO message_search (conversation_id, seq, created_at, text, words)
+		SELECT c, s, at, t, array_to_tsvector(string_to_array(w, ' '))
+		FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[]) AS v (c, s, at, t, w)`
 	// savepointWriteQuery and rollbackWriteQuery bracket the optimistic
 	// write.
 	savepointWriteQuery = `SAVEPOINT append_write`
@@ -225,7 +231,7 @@ func plan(msgs []storage.NewMessage, convIDs []string, heads map[string]head, me
 		h.lastSeq = msg.Seq
 		h.lastAt = maxTime(h.lastAt, msg.CreatedAt)
 		reads[mk] = max(reads[mk], msg.Seq)
-		p.ins.add(msg)
+		p.ins.add(msg, m.SearchText)
 		p.results[i] = storage.AppendResult{Message: msg}
 	}
 	for _, id := range convIDs {
@@ -250,6 +256,9 @@ func (p *batchPlan) write(ctx context.Context, tx pgx.Tx, savepoint bool) error 
 		b.Queue(savepointWriteQuery)
 	}
 	b.Queue(p.ins.query(), p.ins.args()...)
+	if len(p.ins.sText) > 0 {
+		b.Queue(insertSearchQuery, p.ins.sConv, p.ins.sSeq, p.ins.sCreated, p.ins.sText, p.ins.sWords)
+	}
 	b.Queue(bumpHeadsQuery, p.hID, p.hSeq, p.hAt)
 	b.Queue(readUpToQuery, p.rc, p.ru, p.rs)
 	br := tx.SendBatch(ctx, b)
@@ -396,9 +405,20 @@ type insertArrays struct {
 	// media stays nil until a message carries media, so that a batch
 	// without any costs what it did before media existed.
 	media []string
+	// The columns of insertSearchQuery, for the messages with text.
+	sConv, sText, sWords []string
+	sSeq                 []int64
+	sCreated             []time.Time
 }
 
-func (a *insertArrays) add(m storage.Message) {
+func (a *insertArrays) add(m storage.Message, searchText string) {
+	if searchText != "" {
+		a.sConv = append(a.sConv, m.ConversationID)
+		a.sSeq = append(a.sSeq, i64(m.Seq))
+		a.sCreated = append(a.sCreated, m.CreatedAt)
+		a.sText = append(a.sText, searchText)
+		a.sWords = append(a.sWords, lexemes(searchText))
+	}
 	if m.MediaID != "" && a.media == nil {
 		// The messages added so far carry none.
 		a.media = make([]string, len(a.id), cap(a.id))

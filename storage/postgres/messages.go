@@ -95,6 +95,11 @@ func (s *Store) RecallMessage(ctx context.Context, conversationID string, seq ui
 		if recalled.Kind == storage.MessageSystem || !recalled.RecalledAt.IsZero() {
 			return storage.ErrConflict
 		}
+		// The message's words leave the search index with its body.
+		if _, err := tx.Exec(ctx, `DELETE FROM message_search WHERE conversation_id = $1 AND seq = $2`,
+			conversationID, i64(seq)); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx,
 			`UPDATE messages SET body = NULL, recalled_at = $1 WHERE conversation_id = $2 AND seq = $3`,
 			notice.CreatedAt, conversationID, i64(seq)); err != nil {

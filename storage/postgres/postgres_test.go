@@ -157,8 +157,9 @@ func TestMigrateMembersSeq(t *testing.T) {
 
 	conn, err := pgx.Connect(ctx, dsn)
 	require.NoError(t, err)
-	// 0003 undone too: every migration from 0002 on runs again.
-	_, err = conn.Exec(ctx, `DROP TABLE media, blobs;
+	// 0003 and 0004 undone too: every migration from 0002 on runs again.
+	_, err = conn.Exec(ctx, `DROP TABLE message_search;
+		DROP TABLE media, blobs;
 		ALTER TABLE messages DROP COLUMN media_id;
 		ALTER TABLE conversations DROP COLUMN members_seq;
 		DELETE FROM schema_migrations WHERE version >= 2`)
@@ -175,6 +176,47 @@ func TestMigrateMembersSeq(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, added.Seq, added.MembersSeq)
 	require.Equal(t, added.Seq, appendOne(t, s, groupMessage("m3", c, now)).MembersSeq)
+}
+
+// TestMigrateSearch upgrades a schema written before migration 0004: its
+// messages are not found (they have no words in the index), their recall
+// still works, and messages appended after the upgrade are found.
+func TestMigrateSearch(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dsn := pg.NewSchema(t)
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	s := open(t, dsn)
+	a, b := user(t, s, "a"), user(t, s, "b")
+	search := func(s storage.Store, word string) []storage.SearchHit {
+		hits, _, err := s.SearchMessages(ctx, storage.SearchQuery{UserID: b.ID, Terms: []string{word}, Limit: 10})
+		require.NoError(t, err)
+		return hits
+	}
+	_, _, err := s.CreateGroup(ctx, storage.NewGroup{ID: "g", OwnerID: a.ID, MemberIDs: []string{b.ID},
+		CreatedAt: now, Notice: notice(a, "n1", now)})
+	require.NoError(t, err)
+	m1 := groupMessage("m1", a, now)
+	m1.SearchText = "hello before"
+	old := appendOne(t, s, m1)
+	require.NoError(t, s.Close())
+
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, `DROP TABLE message_search; DELETE FROM schema_migrations WHERE version >= 4`)
+	require.NoError(t, err)
+	require.NoError(t, conn.Close(ctx))
+
+	s = open(t, dsn)
+	require.Empty(t, search(s, "hello"), "written before the index")
+	_, _, err = s.RecallMessage(ctx, "g", old.Seq, notice(a, "n2", now))
+	require.NoError(t, err)
+	m2 := groupMessage("m2", a, now)
+	m2.SearchText = "hello after"
+	appendOne(t, s, m2)
+	hits := search(s, "hello")
+	require.Len(t, hits, 1)
+	require.Equal(t, "m2", hits[0].Message.ID)
 }
 
 // TestMembersSeqAcrossProcesses changes a group's membership through one

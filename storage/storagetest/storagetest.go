@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"history", historyTests},
 		{"cursors", cursorTests},
 		{"media", mediaTests},
+		{"search", searchTests},
 		{"lifecycle", lifecycleTests},
 	}
 	for _, g := range groups {
