@@ -236,8 +236,10 @@ func (s *Server) sendFailed(err error) error {
 // the client's.
 func (s *Server) newMessage(ctx context.Context, id auth.Identity, conversationID, clientMsgID string, content *parleyv1.Content) (storage.NewMessage, error) {
 	var mediaID string
+	var searchText string
 	switch b := content.GetBody().(type) {
 	case *parleyv1.Content_Text:
+		searchText = b.Text
 	case *parleyv1.Content_Image, *parleyv1.Content_File:
 		if s.media == nil {
 			return storage.NewMessage{}, errMediaUnsupported
@@ -257,6 +259,7 @@ func (s *Server) newMessage(ctx context.Context, id auth.Identity, conversationI
 			content = &parleyv1.Content{Body: &parleyv1.Content_File{File: checked}}
 		}
 		mediaID = checked.GetMediaId()
+		searchText = checked.GetCaption()
 	default:
 		return storage.NewMessage{}, connect.NewError(connect.CodeInvalidArgument, "content: a body is required")
 	}
@@ -274,6 +277,7 @@ func (s *Server) newMessage(ctx context.Context, id auth.Identity, conversationI
 		Body:           body,
 		MediaID:        mediaID,
 		CreatedAt:      s.now(),
+		SearchText:     searchText,
 	}, nil
 }
 

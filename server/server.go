@@ -112,6 +112,7 @@ type Store interface {
 	DirectPeers(ctx context.Context, userID string) ([]string, error)
 	GetMessage(ctx context.Context, conversationID string, seq uint64) (storage.Message, error)
 	History(ctx context.Context, q storage.HistoryQuery) ([]storage.Message, bool, error)
+	SearchMessages(ctx context.Context, q storage.SearchQuery) ([]storage.SearchHit, bool, error)
 }
 
 // Deps are the parts main builds and hands over.

@@ -81,7 +81,7 @@ func TestSeriesExistBeforeEvents(t *testing.T) {
 		"parley_stream_resyncs_total":         7,
 		"parley_messages_send_errors_total":   16,
 		"parley_ratelimit_rejections_total":   3,
-		"parley_store_op_errors_total":        31,
+		"parley_store_op_errors_total":        32,
 		"parley_route_entries_consumed_total": 6,
 		"parley_stream_open":                  8,
 	} {

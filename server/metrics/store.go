@@ -46,6 +46,7 @@ const (
 	opGetMedia
 	opCanReadMedia
 	opSweepMedia
+	opSearchMessages
 	numOps
 )
 
@@ -80,7 +81,8 @@ var opNames = [numOps]string{
 	"touch_blobs",
 	"get_media",
 	"can_read_media",
-	"sweep_media"}
+	"sweep_media",
+	"search_messages"}
 
 // Store is the latency and failures of the store's operations.
 type Store struct {
@@ -306,6 +308,13 @@ func (s *store) History(ctx context.Context, q storage.HistoryQuery) ([]storage.
 	start := time.Now()
 	r0, r1, err := s.Store.History(ctx, q)
 	s.m.done(opHistory, start, err)
+	return r0, r1, err
+}
+
+func (s *store) SearchMessages(ctx context.Context, q storage.SearchQuery) ([]storage.SearchHit, bool, error) {
+	start := time.Now()
+	r0, r1, err := s.Store.SearchMessages(ctx, q)
+	s.m.done(opSearchMessages, start, err)
 	return r0, r1, err
 }
 

@@ -162,6 +162,28 @@ func (c *Client) History(ctx context.Context, conversationID string, afterSeq ui
 	return res.GetMessages(), res.GetHasMore(), nil
 }
 
+// Search returns a page of the messages whose text holds every word of
+// query (the last one also as a prefix; case and diacritics do not
+// matter), in the caller's conversations or only in conversationID when
+// it is not empty, newest first, and the token of the next page ("" after
+// the last). pageToken "" starts at the newest; pageSize 0 means the
+// server's default (20), at most 100. Each result's Highlights mark the
+// matching words in its Snippet, in Unicode code points
+// ([]rune(snippet)[start:end]). Other filters (a time range) are on
+// Chat().SearchMessages.
+func (c *Client) Search(ctx context.Context, query, conversationID, pageToken string, pageSize uint32) ([]*parleyv1.SearchResult, string, error) {
+	res, err := c.chat.SearchMessages(ctx, &parleyv1.SearchMessagesRequest{
+		Query:          query,
+		ConversationId: conversationID,
+		PageToken:      pageToken,
+		PageSize:       pageSize,
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return res.GetResults(), res.GetNextPageToken(), nil
+}
+
 func newAnonAuth(baseURL string, cfg *clientConfig) parleyv1connect.AuthServiceClient {
 	cc := connect.NewClient(connecthttp.NewTransport(cfg.httpClient, baseURL, cfg.transportOptions...), cfg.interceptors...)
 	return parleyv1connect.NewAuthServiceClient(cc)

@@ -2078,6 +2078,323 @@ func (x *GetHistoryResponse) GetHasMore() bool {
 	return false
 }
 
+type SearchMessagesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// query is the words to find. A message matches when its text (a text
+	// message's body, an image or file's caption) holds every word, ignoring
+	// case and diacritics ("creme" finds "Crème"); the last word also
+	// matches as a prefix ("hel" finds "hello"). A word is a run of letters
+	// and digits: punctuation only separates words, and no query syntax
+	// (quotes, operators, wildcards) exists. A query without a letter or
+	// digit is InvalidArgument. At most 16 words count.
+	Query string `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
+	// conversation_id, when set, limits the search to that conversation;
+	// NotFound when the caller is not a member of it.
+	ConversationId string `protobuf:"bytes,2,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	// from and to, when set, bound the messages' created_at: from
+	// inclusive, to exclusive. from must be before to.
+	From *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	To   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
+	// page_size is 1..100; 0 means 20.
+	PageSize uint32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token is a previous response's next_page_token, to get the page
+	// after it; empty for the first page. It is opaque and only valid with
+	// the same query, conversation_id, from and to (InvalidArgument
+	// otherwise).
+	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchMessagesRequest) Reset() {
+	*x = SearchMessagesRequest{}
+	mi := &file_parley_v1_chat_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchMessagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchMessagesRequest) ProtoMessage() {}
+
+func (x *SearchMessagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchMessagesRequest.ProtoReflect.Descriptor instead.
+func (*SearchMessagesRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *SearchMessagesRequest) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+func (x *SearchMessagesRequest) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *SearchMessagesRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *SearchMessagesRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *SearchMessagesRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *SearchMessagesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type SearchMessagesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results, newest first (by created_at).
+	Results []*SearchResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// next_page_token gets the next page; empty when this was the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchMessagesResponse) Reset() {
+	*x = SearchMessagesResponse{}
+	mi := &file_parley_v1_chat_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchMessagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchMessagesResponse) ProtoMessage() {}
+
+func (x *SearchMessagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchMessagesResponse.ProtoReflect.Descriptor instead.
+func (*SearchMessagesResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *SearchMessagesResponse) GetResults() []*SearchResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *SearchMessagesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// SearchResult is one message a search found: a reference to it (fetch it
+// whole with GetHistory around seq) and a snippet of its text.
+type SearchResult struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	Seq            uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	MessageId      string                 `protobuf:"bytes,3,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	SenderId       string                 `protobuf:"bytes,4,opt,name=sender_id,json=senderId,proto3" json:"sender_id,omitempty"`
+	CreatedAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	Kind           MessageKind            `protobuf:"varint,6,opt,name=kind,proto3,enum=parley.v1.MessageKind" json:"kind,omitempty"`
+	// snippet is plain text from the message around its first match, at
+	// most about 200 characters, with "…" where it was cut. It is not HTML
+	// or Markdown: render it as text, escaped like any message text.
+	Snippet string `protobuf:"bytes,7,opt,name=snippet,proto3" json:"snippet,omitempty"`
+	// highlights are the matching words inside snippet, in order, not
+	// overlapping.
+	Highlights    []*TextRange `protobuf:"bytes,8,rep,name=highlights,proto3" json:"highlights,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchResult) Reset() {
+	*x = SearchResult{}
+	mi := &file_parley_v1_chat_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchResult) ProtoMessage() {}
+
+func (x *SearchResult) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchResult.ProtoReflect.Descriptor instead.
+func (*SearchResult) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *SearchResult) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *SearchResult) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *SearchResult) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *SearchResult) GetSenderId() string {
+	if x != nil {
+		return x.SenderId
+	}
+	return ""
+}
+
+func (x *SearchResult) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *SearchResult) GetKind() MessageKind {
+	if x != nil {
+		return x.Kind
+	}
+	return MessageKind_MESSAGE_KIND_UNSPECIFIED
+}
+
+func (x *SearchResult) GetSnippet() string {
+	if x != nil {
+		return x.Snippet
+	}
+	return ""
+}
+
+func (x *SearchResult) GetHighlights() []*TextRange {
+	if x != nil {
+		return x.Highlights
+	}
+	return nil
+}
+
+// TextRange is a part of a string: its characters start up to (not
+// including) end, counted in Unicode code points, not bytes and not
+// UTF-16 units (in Go, []rune(s)[start:end]; in JavaScript,
+// Array.from(s).slice(start, end)).
+type TextRange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Start         uint32                 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
+	End           uint32                 `protobuf:"varint,2,opt,name=end,proto3" json:"end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TextRange) Reset() {
+	*x = TextRange{}
+	mi := &file_parley_v1_chat_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TextRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TextRange) ProtoMessage() {}
+
+func (x *TextRange) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TextRange.ProtoReflect.Descriptor instead.
+func (*TextRange) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *TextRange) GetStart() uint32 {
+	if x != nil {
+		return x.Start
+	}
+	return 0
+}
+
+func (x *TextRange) GetEnd() uint32 {
+	if x != nil {
+		return x.End
+	}
+	return 0
+}
+
 var File_parley_v1_chat_proto protoreflect.FileDescriptor
 
 const file_parley_v1_chat_proto_rawDesc = "" +
@@ -2199,11 +2516,39 @@ const file_parley_v1_chat_proto_rawDesc = "" +
 	"\x05limit\x18\x04 \x01(\rB\b\xbaH\x05*\x03\x18\xc8\x01R\x05limit\"_\n" +
 	"\x12GetHistoryResponse\x12.\n" +
 	"\bmessages\x18\x01 \x03(\v2\x12.parley.v1.MessageR\bmessages\x12\x19\n" +
-	"\bhas_more\x18\x02 \x01(\bR\ahasMore*p\n" +
+	"\bhas_more\x18\x02 \x01(\bR\ahasMore\"\x96\x02\n" +
+	"\x15SearchMessagesRequest\x12 \n" +
+	"\x05query\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x05query\x120\n" +
+	"\x0fconversation_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\x0econversationId\x12.\n" +
+	"\x04from\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12$\n" +
+	"\tpage_size\x18\x05 \x01(\rB\a\xbaH\x04*\x02\x18dR\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tpageToken\"s\n" +
+	"\x16SearchMessagesResponse\x121\n" +
+	"\aresults\x18\x01 \x03(\v2\x17.parley.v1.SearchResultR\aresults\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xbc\x02\n" +
+	"\fSearchResult\x12'\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x03 \x01(\tR\tmessageId\x12\x1b\n" +
+	"\tsender_id\x18\x04 \x01(\tR\bsenderId\x129\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12*\n" +
+	"\x04kind\x18\x06 \x01(\x0e2\x16.parley.v1.MessageKindR\x04kind\x12\x18\n" +
+	"\asnippet\x18\a \x01(\tR\asnippet\x124\n" +
+	"\n" +
+	"highlights\x18\b \x03(\v2\x14.parley.v1.TextRangeR\n" +
+	"highlights\"3\n" +
+	"\tTextRange\x12\x14\n" +
+	"\x05start\x18\x01 \x01(\rR\x05start\x12\x10\n" +
+	"\x03end\x18\x02 \x01(\rR\x03end*p\n" +
 	"\x10HistoryDirection\x12!\n" +
 	"\x1dHISTORY_DIRECTION_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18HISTORY_DIRECTION_BEFORE\x10\x01\x12\x1b\n" +
-	"\x17HISTORY_DIRECTION_AFTER\x10\x022\xdd\x04\n" +
+	"\x17HISTORY_DIRECTION_AFTER\x10\x022\xb6\x05\n" +
 	"\vChatService\x12F\n" +
 	"\aConnect\x12\x19.parley.v1.ConnectRequest\x1a\x1a.parley.v1.ConnectResponse\"\x00(\x010\x01\x12J\n" +
 	"\tSubscribe\x12\x1b.parley.v1.SubscribeRequest\x1a\x1c.parley.v1.SubscribeResponse\"\x000\x01\x12N\n" +
@@ -2213,7 +2558,8 @@ const file_parley_v1_chat_proto_rawDesc = "" +
 	"\tSetTyping\x12\x1b.parley.v1.SetTypingRequest\x1a\x1c.parley.v1.SetTypingResponse\"\x00\x12T\n" +
 	"\rRecallMessage\x12\x1f.parley.v1.RecallMessageRequest\x1a .parley.v1.RecallMessageResponse\"\x00\x12K\n" +
 	"\n" +
-	"GetHistory\x12\x1c.parley.v1.GetHistoryRequest\x1a\x1d.parley.v1.GetHistoryResponse\"\x00B\x9e\x01\n" +
+	"GetHistory\x12\x1c.parley.v1.GetHistoryRequest\x1a\x1d.parley.v1.GetHistoryResponse\"\x00\x12W\n" +
+	"\x0eSearchMessages\x12 .parley.v1.SearchMessagesRequest\x1a!.parley.v1.SearchMessagesResponse\"\x00B\x9e\x01\n" +
 	"\rcom.parley.v1B\tChatProtoP\x01Z=github.com/parley-im/parley/clients/go/gen/parley/v1;parleyv1\xa2\x02\x03PXX\xaa\x02\tParley.V1\xca\x02\tParley\\V1\xe2\x02\x15Parley\\V1\\GPBMetadata\xea\x02\n" +
 	"Parley::V1b\x06proto3"
 
@@ -2230,46 +2576,51 @@ func file_parley_v1_chat_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_chat_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_parley_v1_chat_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_parley_v1_chat_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_parley_v1_chat_proto_goTypes = []any{
-	(HistoryDirection)(0),         // 0: parley.v1.HistoryDirection
-	(*ConnectRequest)(nil),        // 1: parley.v1.ConnectRequest
-	(*ConnectResponse)(nil),       // 2: parley.v1.ConnectResponse
-	(*SubscribeRequest)(nil),      // 3: parley.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),     // 4: parley.v1.SubscribeResponse
-	(*ClientFrame)(nil),           // 5: parley.v1.ClientFrame
-	(*SendFrame)(nil),             // 6: parley.v1.SendFrame
-	(*AckFrame)(nil),              // 7: parley.v1.AckFrame
-	(*ReadFrame)(nil),             // 8: parley.v1.ReadFrame
-	(*TypingFrame)(nil),           // 9: parley.v1.TypingFrame
-	(*PingFrame)(nil),             // 10: parley.v1.PingFrame
-	(*ServerFrame)(nil),           // 11: parley.v1.ServerFrame
-	(*Welcome)(nil),               // 12: parley.v1.Welcome
-	(*SendAck)(nil),               // 13: parley.v1.SendAck
-	(*Receipt)(nil),               // 14: parley.v1.Receipt
-	(*Typing)(nil),                // 15: parley.v1.Typing
-	(*Presence)(nil),              // 16: parley.v1.Presence
-	(*Resync)(nil),                // 17: parley.v1.Resync
-	(*SyncComplete)(nil),          // 18: parley.v1.SyncComplete
-	(*Error)(nil),                 // 19: parley.v1.Error
-	(*Gap)(nil),                   // 20: parley.v1.Gap
-	(*Pong)(nil),                  // 21: parley.v1.Pong
-	(*SendMessageRequest)(nil),    // 22: parley.v1.SendMessageRequest
-	(*SendMessageResponse)(nil),   // 23: parley.v1.SendMessageResponse
-	(*AckRequest)(nil),            // 24: parley.v1.AckRequest
-	(*AckResponse)(nil),           // 25: parley.v1.AckResponse
-	(*MarkReadRequest)(nil),       // 26: parley.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),      // 27: parley.v1.MarkReadResponse
-	(*SetTypingRequest)(nil),      // 28: parley.v1.SetTypingRequest
-	(*SetTypingResponse)(nil),     // 29: parley.v1.SetTypingResponse
-	(*RecallMessageRequest)(nil),  // 30: parley.v1.RecallMessageRequest
-	(*RecallMessageResponse)(nil), // 31: parley.v1.RecallMessageResponse
-	(*GetHistoryRequest)(nil),     // 32: parley.v1.GetHistoryRequest
-	(*GetHistoryResponse)(nil),    // 33: parley.v1.GetHistoryResponse
-	(*Content)(nil),               // 34: parley.v1.Content
-	(*Message)(nil),               // 35: parley.v1.Message
-	(*durationpb.Duration)(nil),   // 36: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 37: google.protobuf.Timestamp
+	(HistoryDirection)(0),          // 0: parley.v1.HistoryDirection
+	(*ConnectRequest)(nil),         // 1: parley.v1.ConnectRequest
+	(*ConnectResponse)(nil),        // 2: parley.v1.ConnectResponse
+	(*SubscribeRequest)(nil),       // 3: parley.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),      // 4: parley.v1.SubscribeResponse
+	(*ClientFrame)(nil),            // 5: parley.v1.ClientFrame
+	(*SendFrame)(nil),              // 6: parley.v1.SendFrame
+	(*AckFrame)(nil),               // 7: parley.v1.AckFrame
+	(*ReadFrame)(nil),              // 8: parley.v1.ReadFrame
+	(*TypingFrame)(nil),            // 9: parley.v1.TypingFrame
+	(*PingFrame)(nil),              // 10: parley.v1.PingFrame
+	(*ServerFrame)(nil),            // 11: parley.v1.ServerFrame
+	(*Welcome)(nil),                // 12: parley.v1.Welcome
+	(*SendAck)(nil),                // 13: parley.v1.SendAck
+	(*Receipt)(nil),                // 14: parley.v1.Receipt
+	(*Typing)(nil),                 // 15: parley.v1.Typing
+	(*Presence)(nil),               // 16: parley.v1.Presence
+	(*Resync)(nil),                 // 17: parley.v1.Resync
+	(*SyncComplete)(nil),           // 18: parley.v1.SyncComplete
+	(*Error)(nil),                  // 19: parley.v1.Error
+	(*Gap)(nil),                    // 20: parley.v1.Gap
+	(*Pong)(nil),                   // 21: parley.v1.Pong
+	(*SendMessageRequest)(nil),     // 22: parley.v1.SendMessageRequest
+	(*SendMessageResponse)(nil),    // 23: parley.v1.SendMessageResponse
+	(*AckRequest)(nil),             // 24: parley.v1.AckRequest
+	(*AckResponse)(nil),            // 25: parley.v1.AckResponse
+	(*MarkReadRequest)(nil),        // 26: parley.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),       // 27: parley.v1.MarkReadResponse
+	(*SetTypingRequest)(nil),       // 28: parley.v1.SetTypingRequest
+	(*SetTypingResponse)(nil),      // 29: parley.v1.SetTypingResponse
+	(*RecallMessageRequest)(nil),   // 30: parley.v1.RecallMessageRequest
+	(*RecallMessageResponse)(nil),  // 31: parley.v1.RecallMessageResponse
+	(*GetHistoryRequest)(nil),      // 32: parley.v1.GetHistoryRequest
+	(*GetHistoryResponse)(nil),     // 33: parley.v1.GetHistoryResponse
+	(*SearchMessagesRequest)(nil),  // 34: parley.v1.SearchMessagesRequest
+	(*SearchMessagesResponse)(nil), // 35: parley.v1.SearchMessagesResponse
+	(*SearchResult)(nil),           // 36: parley.v1.SearchResult
+	(*TextRange)(nil),              // 37: parley.v1.TextRange
+	(*Content)(nil),                // 38: parley.v1.Content
+	(*Message)(nil),                // 39: parley.v1.Message
+	(*durationpb.Duration)(nil),    // 40: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),  // 41: google.protobuf.Timestamp
+	(MessageKind)(0),               // 42: parley.v1.MessageKind
 }
 var file_parley_v1_chat_proto_depIdxs = []int32{
 	5,  // 0: parley.v1.ConnectRequest.frame:type_name -> parley.v1.ClientFrame
@@ -2280,9 +2631,9 @@ var file_parley_v1_chat_proto_depIdxs = []int32{
 	8,  // 5: parley.v1.ClientFrame.read:type_name -> parley.v1.ReadFrame
 	9,  // 6: parley.v1.ClientFrame.typing:type_name -> parley.v1.TypingFrame
 	10, // 7: parley.v1.ClientFrame.ping:type_name -> parley.v1.PingFrame
-	34, // 8: parley.v1.SendFrame.content:type_name -> parley.v1.Content
+	38, // 8: parley.v1.SendFrame.content:type_name -> parley.v1.Content
 	12, // 9: parley.v1.ServerFrame.welcome:type_name -> parley.v1.Welcome
-	35, // 10: parley.v1.ServerFrame.message:type_name -> parley.v1.Message
+	39, // 10: parley.v1.ServerFrame.message:type_name -> parley.v1.Message
 	13, // 11: parley.v1.ServerFrame.send_ack:type_name -> parley.v1.SendAck
 	14, // 12: parley.v1.ServerFrame.receipt:type_name -> parley.v1.Receipt
 	15, // 13: parley.v1.ServerFrame.typing:type_name -> parley.v1.Typing
@@ -2292,37 +2643,45 @@ var file_parley_v1_chat_proto_depIdxs = []int32{
 	19, // 17: parley.v1.ServerFrame.error:type_name -> parley.v1.Error
 	20, // 18: parley.v1.ServerFrame.gap:type_name -> parley.v1.Gap
 	21, // 19: parley.v1.ServerFrame.pong:type_name -> parley.v1.Pong
-	36, // 20: parley.v1.Welcome.heartbeat_interval:type_name -> google.protobuf.Duration
-	36, // 21: parley.v1.Welcome.heartbeat_timeout:type_name -> google.protobuf.Duration
-	37, // 22: parley.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
-	35, // 23: parley.v1.SendAck.message:type_name -> parley.v1.Message
-	37, // 24: parley.v1.Presence.last_seen_at:type_name -> google.protobuf.Timestamp
-	34, // 25: parley.v1.SendMessageRequest.content:type_name -> parley.v1.Content
-	35, // 26: parley.v1.SendMessageResponse.message:type_name -> parley.v1.Message
-	35, // 27: parley.v1.RecallMessageResponse.notice:type_name -> parley.v1.Message
+	40, // 20: parley.v1.Welcome.heartbeat_interval:type_name -> google.protobuf.Duration
+	40, // 21: parley.v1.Welcome.heartbeat_timeout:type_name -> google.protobuf.Duration
+	41, // 22: parley.v1.Welcome.server_time:type_name -> google.protobuf.Timestamp
+	39, // 23: parley.v1.SendAck.message:type_name -> parley.v1.Message
+	41, // 24: parley.v1.Presence.last_seen_at:type_name -> google.protobuf.Timestamp
+	38, // 25: parley.v1.SendMessageRequest.content:type_name -> parley.v1.Content
+	39, // 26: parley.v1.SendMessageResponse.message:type_name -> parley.v1.Message
+	39, // 27: parley.v1.RecallMessageResponse.notice:type_name -> parley.v1.Message
 	0,  // 28: parley.v1.GetHistoryRequest.direction:type_name -> parley.v1.HistoryDirection
-	35, // 29: parley.v1.GetHistoryResponse.messages:type_name -> parley.v1.Message
-	1,  // 30: parley.v1.ChatService.Connect:input_type -> parley.v1.ConnectRequest
-	3,  // 31: parley.v1.ChatService.Subscribe:input_type -> parley.v1.SubscribeRequest
-	22, // 32: parley.v1.ChatService.SendMessage:input_type -> parley.v1.SendMessageRequest
-	24, // 33: parley.v1.ChatService.Ack:input_type -> parley.v1.AckRequest
-	26, // 34: parley.v1.ChatService.MarkRead:input_type -> parley.v1.MarkReadRequest
-	28, // 35: parley.v1.ChatService.SetTyping:input_type -> parley.v1.SetTypingRequest
-	30, // 36: parley.v1.ChatService.RecallMessage:input_type -> parley.v1.RecallMessageRequest
-	32, // 37: parley.v1.ChatService.GetHistory:input_type -> parley.v1.GetHistoryRequest
-	2,  // 38: parley.v1.ChatService.Connect:output_type -> parley.v1.ConnectResponse
-	4,  // 39: parley.v1.ChatService.Subscribe:output_type -> parley.v1.SubscribeResponse
-	23, // 40: parley.v1.ChatService.SendMessage:output_type -> parley.v1.SendMessageResponse
-	25, // 41: parley.v1.ChatService.Ack:output_type -> parley.v1.AckResponse
-	27, // 42: parley.v1.ChatService.MarkRead:output_type -> parley.v1.MarkReadResponse
-	29, // 43: parley.v1.ChatService.SetTyping:output_type -> parley.v1.SetTypingResponse
-	31, // 44: parley.v1.ChatService.RecallMessage:output_type -> parley.v1.RecallMessageResponse
-	33, // 45: parley.v1.ChatService.GetHistory:output_type -> parley.v1.GetHistoryResponse
-	38, // [38:46] is the sub-list for method output_type
-	30, // [30:38] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	39, // 29: parley.v1.GetHistoryResponse.messages:type_name -> parley.v1.Message
+	41, // 30: parley.v1.SearchMessagesRequest.from:type_name -> google.protobuf.Timestamp
+	41, // 31: parley.v1.SearchMessagesRequest.to:type_name -> google.protobuf.Timestamp
+	36, // 32: parley.v1.SearchMessagesResponse.results:type_name -> parley.v1.SearchResult
+	41, // 33: parley.v1.SearchResult.created_at:type_name -> google.protobuf.Timestamp
+	42, // 34: parley.v1.SearchResult.kind:type_name -> parley.v1.MessageKind
+	37, // 35: parley.v1.SearchResult.highlights:type_name -> parley.v1.TextRange
+	1,  // 36: parley.v1.ChatService.Connect:input_type -> parley.v1.ConnectRequest
+	3,  // 37: parley.v1.ChatService.Subscribe:input_type -> parley.v1.SubscribeRequest
+	22, // 38: parley.v1.ChatService.SendMessage:input_type -> parley.v1.SendMessageRequest
+	24, // 39: parley.v1.ChatService.Ack:input_type -> parley.v1.AckRequest
+	26, // 40: parley.v1.ChatService.MarkRead:input_type -> parley.v1.MarkReadRequest
+	28, // 41: parley.v1.ChatService.SetTyping:input_type -> parley.v1.SetTypingRequest
+	30, // 42: parley.v1.ChatService.RecallMessage:input_type -> parley.v1.RecallMessageRequest
+	32, // 43: parley.v1.ChatService.GetHistory:input_type -> parley.v1.GetHistoryRequest
+	34, // 44: parley.v1.ChatService.SearchMessages:input_type -> parley.v1.SearchMessagesRequest
+	2,  // 45: parley.v1.ChatService.Connect:output_type -> parley.v1.ConnectResponse
+	4,  // 46: parley.v1.ChatService.Subscribe:output_type -> parley.v1.SubscribeResponse
+	23, // 47: parley.v1.ChatService.SendMessage:output_type -> parley.v1.SendMessageResponse
+	25, // 48: parley.v1.ChatService.Ack:output_type -> parley.v1.AckResponse
+	27, // 49: parley.v1.ChatService.MarkRead:output_type -> parley.v1.MarkReadResponse
+	29, // 50: parley.v1.ChatService.SetTyping:output_type -> parley.v1.SetTypingResponse
+	31, // 51: parley.v1.ChatService.RecallMessage:output_type -> parley.v1.RecallMessageResponse
+	33, // 52: parley.v1.ChatService.GetHistory:output_type -> parley.v1.GetHistoryResponse
+	35, // 53: parley.v1.ChatService.SearchMessages:output_type -> parley.v1.SearchMessagesResponse
+	45, // [45:54] is the sub-list for method output_type
+	36, // [36:45] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_chat_proto_init() }
@@ -2357,7 +2716,7 @@ func file_parley_v1_chat_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_chat_proto_rawDesc), len(file_parley_v1_chat_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   33,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -40,6 +40,8 @@ const (
 	ChatServiceRecallMessageProcedure = "/parley.v1.ChatService/RecallMessage"
 	// ChatServiceGetHistoryProcedure is the procedure name of the ChatService's GetHistory RPC.
 	ChatServiceGetHistoryProcedure = "/parley.v1.ChatService/GetHistory"
+	// ChatServiceSearchMessagesProcedure is the procedure name of the ChatService's SearchMessages RPC.
+	ChatServiceSearchMessagesProcedure = "/parley.v1.ChatService/SearchMessages"
 )
 
 var (
@@ -99,6 +101,13 @@ var (
 			Procedure:  ChatServiceGetHistoryProcedure,
 		}
 	})
+	chatServiceSearchMessagesSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType: connect.StreamTypeUnary,
+			Schema:     v1.File_parley_v1_chat_proto.Services().ByName("ChatService").Methods().ByName("SearchMessages"),
+			Procedure:  ChatServiceSearchMessagesProcedure,
+		}
+	})
 )
 
 // ChatServiceClient is a client for the parley.v1.ChatService service.
@@ -125,6 +134,10 @@ type ChatServiceClient interface {
 	// GetHistory pages a conversation by seq, never from before the caller
 	// joined.
 	GetHistory(context.Context, *v1.GetHistoryRequest) (*v1.GetHistoryResponse, error)
+	// SearchMessages finds messages by their words in the caller's
+	// conversations, newest first, never from before the caller joined one
+	// and never a recalled message.
+	SearchMessages(context.Context, *v1.SearchMessagesRequest) (*v1.SearchMessagesResponse, error)
 }
 
 // NewChatServiceClient constructs a client for the parley.v1.ChatService service. Multiple service
@@ -213,6 +226,10 @@ type ChatServiceHandler interface {
 	// GetHistory pages a conversation by seq, never from before the caller
 	// joined.
 	GetHistory(context.Context, *v1.GetHistoryRequest) (*v1.GetHistoryResponse, error)
+	// SearchMessages finds messages by their words in the caller's
+	// conversations, newest first, never from before the caller joined one
+	// and never a recalled message.
+	SearchMessages(context.Context, *v1.SearchMessagesRequest) (*v1.SearchMessagesResponse, error)
 }
 
 // RegisterChatServiceHandler registers svc as the parley.v1.ChatService implementation on server.
@@ -227,6 +244,7 @@ func RegisterChatServiceHandler(server *connect.Server, svc ChatServiceHandler) 
 		connect.Method{Spec: chatServiceSetTypingSpec(), Handler: adapter.setTyping},
 		connect.Method{Spec: chatServiceRecallMessageSpec(), Handler: adapter.recallMessage},
 		connect.Method{Spec: chatServiceGetHistorySpec(), Handler: adapter.getHistory},
+		connect.Method{Spec: chatServiceSearchMessagesSpec(), Handler: adapter.searchMessages},
 	)
 }
 
@@ -304,6 +322,10 @@ func (UnimplementedChatServiceHandler) GetHistory(context.Context, *v1.GetHistor
 	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.ChatService.GetHistory is not implemented")
 }
 
+func (UnimplementedChatServiceHandler) SearchMessages(context.Context, *v1.SearchMessagesRequest) (*v1.SearchMessagesResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.ChatService.SearchMessages is not implemented")
+}
+
 type chatServiceClient struct {
 	client *connect.Client
 }
@@ -367,6 +389,14 @@ func (c *chatServiceClient) RecallMessage(ctx context.Context, req *v1.RecallMes
 func (c *chatServiceClient) GetHistory(ctx context.Context, req *v1.GetHistoryRequest) (*v1.GetHistoryResponse, error) {
 	var res v1.GetHistoryResponse
 	if err := c.client.CallUnary(ctx, chatServiceGetHistorySpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *chatServiceClient) SearchMessages(ctx context.Context, req *v1.SearchMessagesRequest) (*v1.SearchMessagesResponse, error) {
+	var res v1.SearchMessagesResponse
+	if err := c.client.CallUnary(ctx, chatServiceSearchMessagesSpec(), req, &res); err != nil {
 		return nil, err
 	}
 	return &res, nil
@@ -452,6 +482,18 @@ func (h chatServiceHandler) getHistory(ctx context.Context, _ connect.Spec, stre
 		return err
 	}
 	res, err := h.svc.GetHistory(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h chatServiceHandler) searchMessages(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.SearchMessagesRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.SearchMessages(ctx, &req)
 	if err != nil {
 		return err
 	}

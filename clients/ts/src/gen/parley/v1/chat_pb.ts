@@ -7,7 +7,7 @@ import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Content, Message as Message$1 } from "./common_pb.js";
+import type { Content, Message as Message$1, MessageKind } from "./common_pb.js";
 import { file_parley_v1_common } from "./common_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/v1/chat.proto.
  */
 export const file_parley_v1_chat: GenFile = /*@__PURE__*/
-  fileDesc("ChRwYXJsZXkvdjEvY2hhdC5wcm90bxIJcGFybGV5LnYxIj8KDkNvbm5lY3RSZXF1ZXN0Ei0KBWZyYW1lGAEgASgLMhYucGFybGV5LnYxLkNsaWVudEZyYW1lQga6SAPIAQEiOAoPQ29ubmVjdFJlc3BvbnNlEiUKBWZyYW1lGAEgASgLMhYucGFybGV5LnYxLlNlcnZlckZyYW1lIhIKEFN1YnNjcmliZVJlcXVlc3QiOgoRU3Vic2NyaWJlUmVzcG9uc2USJQoFZnJhbWUYASABKAsyFi5wYXJsZXkudjEuU2VydmVyRnJhbWUi3AEKC0NsaWVudEZyYW1lEiQKBHNlbmQYASABKAsyFC5wYXJsZXkudjEuU2VuZEZyYW1lSAASIgoDYWNrGAIgASgLMhMucGFybGV5LnYxLkFja0ZyYW1lSAASJAoEcmVhZBgDIAEoCzIULnBhcmxleS52MS5SZWFkRnJhbWVIABIoCgZ0eXBpbmcYBCABKAsyFi5wYXJsZXkudjEuVHlwaW5nRnJhbWVIABIkCgRwaW5nGAUgASgLMhQucGFybGV5LnYxLlBpbmdGcmFtZUgAQg0KBGtpbmQSBbpIAggBIn4KCVNlbmRGcmFtZRIiCg9jb252ZXJzYXRpb25faWQYASABKAlCCbpIBnIEEAEYQBIgCg1jbGllbnRfbXNnX2lkGAIgASgJQgm6SAZyBBABGEASKwoHY29udGVudBgDIAEoCzISLnBhcmxleS52MS5Db250ZW50Qga6SAPIAQEiRAoIQWNrRnJhbWUSIgoPY29udmVyc2F0aW9uX2lkGAEgASgJQgm6SAZyBBABGEASFAoDc2VxGAIgASgEQge6SAQyAiAAIkUKCVJlYWRGcmFtZRIiCg9jb252ZXJzYXRpb25faWQYASABKAlCCbpIBnIEEAEYQBIUCgNzZXEYAiABKARCB7pIBDICIAAiQQoLVHlwaW5nRnJhbWUSIgoPY29udmVyc2F0aW9uX2lkGAEgASgJQgm6SAZyBBABGEASDgoGdHlwaW5nGAIgASgIIhoKCVBpbmdGcmFtZRINCgVub25jZRgBIAEoBCK6AwoLU2VydmVyRnJhbWUSJQoHd2VsY29tZRgBIAEoCzISLnBhcmxleS52MS5XZWxjb21lSAASJQoHbWVzc2FnZRgCIAEoCzISLnBhcmxleS52MS5NZXNzYWdlSAASJgoIc2VuZF9hY2sYAyABKAsyEi5wYXJsZXkudjEuU2VuZEFja0gAEiUKB3JlY2VpcHQYBCABKAsyEi5wYXJsZXkudjEuUmVjZWlwdEgAEiMKBnR5cGluZxgFIAEoCzIRLnBhcmxleS52MS5UeXBpbmdIABInCghwcmVzZW5jZRgGIAEoCzITLnBhcmxleS52MS5QcmVzZW5jZUgAEiMKBnJlc3luYxgHIAEoCzIRLnBhcmxleS52MS5SZXN5bmNIABIwCg1zeW5jX2NvbXBsZXRlGAggASgLMhcucGFybGV5LnYxLlN5bmNDb21wbGV0ZUgAEiEKBWVycm9yGAkgASgLMhAucGFybGV5LnYxLkVycm9ySAASHQoDZ2FwGAogASgLMg4ucGFybGV5LnYxLkdhcEgAEh8KBHBvbmcYCyABKAsyDy5wYXJsZXkudjEuUG9uZ0gAQgYKBGtpbmQi2gEKB1dlbGNvbWUSDwoHdXNlcl9pZBgBIAEoCRIRCglkZXZpY2VfaWQYAiABKAkSDQoFZXBvY2gYAyABKAkSNQoSaGVhcnRiZWF0X2ludGVydmFsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjQKEWhlYXJ0YmVhdF90aW1lb3V0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi8KC3NlcnZlcl90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJYCgdTZW5kQWNrEhUKDWNsaWVudF9tc2dfaWQYASABKAkSIwoHbWVzc2FnZRgCIAEoCzISLnBhcmxleS52MS5NZXNzYWdlEhEKCWR1cGxpY2F0ZRgDIAEoCCJKCgdSZWNlaXB0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEhUKDWxhc3RfcmVhZF9zZXEYAyABKAQiQgoGVHlwaW5nEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg4KBnR5cGluZxgDIAEoCCJdCghQcmVzZW5jZRIPCgd1c2VyX2lkGAEgASgJEg4KBm9ubGluZRgCIAEoCBIwCgxsYXN0X3NlZW5fYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhgKBlJlc3luYxIOCgZyZWFzb24YASABKAkiDgoMU3luY0NvbXBsZXRlIj0KBUVycm9yEhUKDWNsaWVudF9tc2dfaWQYASABKAkSDAoEY29kZRgCIAEoCRIPCgdtZXNzYWdlGAMgASgJIkAKA0dhcBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEAoIZnJvbV9zZXEYAiABKAQSDgoGdG9fc2VxGAMgASgEIhUKBFBvbmcSDQoFbm9uY2UYASABKAQihwEKElNlbmRNZXNzYWdlUmVxdWVzdBIiCg9jb252ZXJzYXRpb25faWQYASABKAlCCbpIBnIEEAEYQBIgCg1jbGllbnRfbXNnX2lkGAIgASgJQgm6SAZyBBABGEASKwoHY29udGVudBgDIAEoCzISLnBhcmxleS52MS5Db250ZW50Qga6SAPIAQEiTQoTU2VuZE1lc3NhZ2VSZXNwb25zZRIjCgdtZXNzYWdlGAEgASgLMhIucGFybGV5LnYxLk1lc3NhZ2USEQoJZHVwbGljYXRlGAIgASgIIkYKCkFja1JlcXVlc3QSIgoPY29udmVyc2F0aW9uX2lkGAEgASgJQgm6SAZyBBABGEASFAoDc2VxGAIgASgEQge6SAQyAiAAIg0KC0Fja1Jlc3BvbnNlIksKD01hcmtSZWFkUmVxdWVzdBIiCg9jb252ZXJzYXRpb25faWQYASABKAlCCbpIBnIEEAEYQBIUCgNzZXEYAiABKARCB7pIBDICIAAiKQoQTWFya1JlYWRSZXNwb25zZRIVCg1sYXN0X3JlYWRfc2VxGAEgASgEIkYKEFNldFR5cGluZ1JlcXVlc3QSIgoPY29udmVyc2F0aW9uX2lkGAEgASgJQgm6SAZyBBABGEASDgoGdHlwaW5nGAIgASgIIhMKEVNldFR5cGluZ1Jlc3BvbnNlIlAKFFJlY2FsbE1lc3NhZ2VSZXF1ZXN0EiIKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIJukgGcgQQARhAEhQKA3NlcRgCIAEoBEIHukgEMgIgACI7ChVSZWNhbGxNZXNzYWdlUmVzcG9uc2USIgoGbm90aWNlGAEgASgLMhIucGFybGV5LnYxLk1lc3NhZ2UioAEKEUdldEhpc3RvcnlSZXF1ZXN0EiIKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIJukgGcgQQARhAEhIKCmFuY2hvcl9zZXEYAiABKAQSOgoJZGlyZWN0aW9uGAMgASgOMhsucGFybGV5LnYxLkhpc3RvcnlEaXJlY3Rpb25CCrpIB4IBBBABIAASFwoFbGltaXQYBCABKA1CCLpIBSoDGMgBIkwKEkdldEhpc3RvcnlSZXNwb25zZRIkCghtZXNzYWdlcxgBIAMoCzISLnBhcmxleS52MS5NZXNzYWdlEhAKCGhhc19tb3JlGAIgASgIKnAKEEhpc3RvcnlEaXJlY3Rpb24SIQodSElTVE9SWV9ESVJFQ1RJT05fVU5TUEVDSUZJRUQQABIcChhISVNUT1JZX0RJUkVDVElPTl9CRUZPUkUQARIbChdISVNUT1JZX0RJUkVDVElPTl9BRlRFUhACMt0ECgtDaGF0U2VydmljZRJGCgdDb25uZWN0EhkucGFybGV5LnYxLkNvbm5lY3RSZXF1ZXN0GhoucGFybGV5LnYxLkNvbm5lY3RSZXNwb25zZSIAKAEwARJKCglTdWJzY3JpYmUSGy5wYXJsZXkudjEuU3Vic2NyaWJlUmVxdWVzdBocLnBhcmxleS52MS5TdWJzY3JpYmVSZXNwb25zZSIAMAESTgoLU2VuZE1lc3NhZ2USHS5wYXJsZXkudjEuU2VuZE1lc3NhZ2VSZXF1ZXN0Gh4ucGFybGV5LnYxLlNlbmRNZXNzYWdlUmVzcG9uc2UiABI2CgNBY2sSFS5wYXJsZXkudjEuQWNrUmVxdWVzdBoWLnBhcmxleS52MS5BY2tSZXNwb25zZSIAEkUKCE1hcmtSZWFkEhoucGFybGV5LnYxLk1hcmtSZWFkUmVxdWVzdBobLnBhcmxleS52MS5NYXJrUmVhZFJlc3BvbnNlIgASSAoJU2V0VHlwaW5nEhsucGFybGV5LnYxLlNldFR5cGluZ1JlcXVlc3QaHC5wYXJsZXkudjEuU2V0VHlwaW5nUmVzcG9uc2UiABJUCg1SZWNhbGxNZXNzYWdlEh8ucGFybGV5LnYxLlJlY2FsbE1lc3NhZ2VSZXF1ZXN0GiAucGFybGV5LnYxLlJlY2FsbE1lc3NhZ2VSZXNwb25zZSIAEksKCkdldEhpc3RvcnkSHC5wYXJsZXkudjEuR2V0SGlzdG9yeVJlcXVlc3QaHS5wYXJsZXkudjEuR2V0SGlzdG9yeVJlc3BvbnNlIgBCngEKDWNvbS5wYXJsZXkudjFCCUNoYXRQcm90b1ABWj1naXRodWIuY29tL3BhcmxleS1pbS9wYXJsZXkvY2xpZW50cy9nby9nZW4vcGFybGV5L3YxO3BhcmxleXYxogIDUFhYqgIJUGFybGV5LlYxygIJUGFybGV5XFYx4gIVUGFybGV5XFYxXEdQQk1ldGFkYXRh6gIKUGFybGV5OjpWMWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_parley_v1_common]);
+  fileDesc("ChRwYXJsZXkvdjEvY2hhdC5wcm90bxIJcGFybGV5LnYxIj8KDkNvbm5lY3RSZXF1ZXN0Ei0KBWZyYW1lGAEgASgLMhYucGFybGV5LnYxLkNsaWVudEZyYW1lQga6SAPIAQEiOAoPQ29ubmVjdFJlc3BvbnNlEiUKBWZyYW1lGAEgASgLMhYucGFybGV5LnYxLlNlcnZlckZyYW1lIhIKEFN1YnNjcmliZVJlcXVlc3QiOgoRU3Vic2NyaWJlUmVzcG9uc2USJQoFZnJhbWUYASABKAsyFi5wYXJsZXkudjEuU2VydmVyRnJhbWUi3AEKC0NsaWVudEZyYW1lEiQKBHNlbmQYASABKAsyFC5wYXJsZXkudjEuU2VuZEZyYW1lSAASIgoDYWNrGAIgASgLMhMucGFybGV5LnYxLkFja0ZyYW1lSAASJAoEcmVhZBgDIAEoCzIULnBhcmxleS52MS5SZWFkRnJhbWVIABIoCgZ0eXBpbmcYBCABKAsyFi5wYXJsZXkudjEuVHlwaW5nRnJhbWVIABIkCgRwaW5nGAUgASgLMhQucGFybGV5LnYxLlBpbmdGcmFtZUgAQg0KBGtpbmQSBbpIAggBIn4KCVNlbmRGcmFtZRIiCg9jb252ZXJzYXRpb25faWQYASABKAlCCbpIBnIEEAEYQBIgCg1jbGllbnRfbXNnX2lkGAIgASgJQgm6SAZyBBABGEASKwoHY29udGVudBgDIAEoCzISLnBhcmxleS52MS5Db250ZW50Qga6SAPIAQEiRAoIQWNrRnJhbWUSIgoPY29udmVyc2F0aW9uX2lkGAEgASgJQgm6SAZyBBABGEASFAoDc2VxGAIgASgEQge6SAQyAiAAIkUKCVJlYWRGcmFtZRIiCg9jb252ZXJzYXRpb25faWQYASABKAlCCbpIBnIEEAEYQBIUCgNzZXEYAiABKARCB7pIBDICIAAiQQoLVHlwaW5nRnJhbWUSIgoPY29udmVyc2F0aW9uX2lkGAEgASgJQgm6SAZyBBABGEASDgoGdHlwaW5nGAIgASgIIhoKCVBpbmdGcmFtZRINCgVub25jZRgBIAEoBCK6AwoLU2VydmVyRnJhbWUSJQoHd2VsY29tZRgBIAEoCzISLnBhcmxleS52MS5XZWxjb21lSAASJQoHbWVzc2FnZRgCIAEoCzISLnBhcmxleS52MS5NZXNzYWdlSAASJgoIc2VuZF9hY2sYAyABKAsyEi5wYXJsZXkudjEuU2VuZEFja0gAEiUKB3JlY2VpcHQYBCABKAsyEi5wYXJsZXkudjEuUmVjZWlwdEgAEiMKBnR5cGluZxgFIAEoCzIRLnBhcmxleS52MS5UeXBpbmdIABInCghwcmVzZW5jZRgGIAEoCzITLnBhcmxleS52MS5QcmVzZW5jZUgAEiMKBnJlc3luYxgHIAEoCzIRLnBhcmxleS52MS5SZXN5bmNIABIwCg1zeW5jX2NvbXBsZXRlGAggASgLMhcucGFybGV5LnYxLlN5bmNDb21wbGV0ZUgAEiEKBWVycm9yGAkgASgLMhAucGFybGV5LnYxLkVycm9ySAASHQoDZ2FwGAogASgLMg4ucGFybGV5LnYxLkdhcEgAEh8KBHBvbmcYCyABKAsyDy5wYXJsZXkudjEuUG9uZ0gAQgYKBGtpbmQi2gEKB1dlbGNvbWUSDwoHdXNlcl9pZBgBIAEoCRIRCglkZXZpY2VfaWQYAiABKAkSDQoFZXBvY2gYAyABKAkSNQoSaGVhcnRiZWF0X2ludGVydmFsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjQKEWhlYXJ0YmVhdF90aW1lb3V0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi8KC3NlcnZlcl90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJYCgdTZW5kQWNrEhUKDWNsaWVudF9tc2dfaWQYASABKAkSIwoHbWVzc2FnZRgCIAEoCzISLnBhcmxleS52MS5NZXNzYWdlEhEKCWR1cGxpY2F0ZRgDIAEoCCJKCgdSZWNlaXB0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEhUKDWxhc3RfcmVhZF9zZXEYAyABKAQiQgoGVHlwaW5nEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg4KBnR5cGluZxgDIAEoCCJdCghQcmVzZW5jZRIPCgd1c2VyX2lkGAEgASgJEg4KBm9ubGluZRgCIAEoCBIwCgxsYXN0X3NlZW5fYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhgKBlJlc3luYxIOCgZyZWFzb24YASABKAkiDgoMU3luY0NvbXBsZXRlIj0KBUVycm9yEhUKDWNsaWVudF9tc2dfaWQYASABKAkSDAoEY29kZRgCIAEoCRIPCgdtZXNzYWdlGAMgASgJIkAKA0dhcBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEAoIZnJvbV9zZXEYAiABKAQSDgoGdG9fc2VxGAMgASgEIhUKBFBvbmcSDQoFbm9uY2UYASABKAQihwEKElNlbmRNZXNzYWdlUmVxdWVzdBIiCg9jb252ZXJzYXRpb25faWQYASABKAlCCbpIBnIEEAEYQBIgCg1jbGllbnRfbXNnX2lkGAIgASgJQgm6SAZyBBABGEASKwoHY29udGVudBgDIAEoCzISLnBhcmxleS52MS5Db250ZW50Qga6SAPIAQEiTQoTU2VuZE1lc3NhZ2VSZXNwb25zZRIjCgdtZXNzYWdlGAEgASgLMhIucGFybGV5LnYxLk1lc3NhZ2USEQoJZHVwbGljYXRlGAIgASgIIkYKCkFja1JlcXVlc3QSIgoPY29udmVyc2F0aW9uX2lkGAEgASgJQgm6SAZyBBABGEASFAoDc2VxGAIgASgEQge6SAQyAiAAIg0KC0Fja1Jlc3BvbnNlIksKD01hcmtSZWFkUmVxdWVzdBIiCg9jb252ZXJzYXRpb25faWQYASABKAlCCbpIBnIEEAEYQBIUCgNzZXEYAiABKARCB7pIBDICIAAiKQoQTWFya1JlYWRSZXNwb25zZRIVCg1sYXN0X3JlYWRfc2VxGAEgASgEIkYKEFNldFR5cGluZ1JlcXVlc3QSIgoPY29udmVyc2F0aW9uX2lkGAEgASgJQgm6SAZyBBABGEASDgoGdHlwaW5nGAIgASgIIhMKEVNldFR5cGluZ1Jlc3BvbnNlIlAKFFJlY2FsbE1lc3NhZ2VSZXF1ZXN0EiIKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIJukgGcgQQARhAEhQKA3NlcRgCIAEoBEIHukgEMgIgACI7ChVSZWNhbGxNZXNzYWdlUmVzcG9uc2USIgoGbm90aWNlGAEgASgLMhIucGFybGV5LnYxLk1lc3NhZ2UioAEKEUdldEhpc3RvcnlSZXF1ZXN0EiIKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIJukgGcgQQARhAEhIKCmFuY2hvcl9zZXEYAiABKAQSOgoJZGlyZWN0aW9uGAMgASgOMhsucGFybGV5LnYxLkhpc3RvcnlEaXJlY3Rpb25CCrpIB4IBBBABIAASFwoFbGltaXQYBCABKA1CCLpIBSoDGMgBIkwKEkdldEhpc3RvcnlSZXNwb25zZRIkCghtZXNzYWdlcxgBIAMoCzISLnBhcmxleS52MS5NZXNzYWdlEhAKCGhhc19tb3JlGAIgASgIIuABChVTZWFyY2hNZXNzYWdlc1JlcXVlc3QSGQoFcXVlcnkYASABKAlCCrpIB3IFEAEYgAISIAoPY29udmVyc2F0aW9uX2lkGAIgASgJQge6SARyAhhAEigKBGZyb20YAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKAnRvGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIaCglwYWdlX3NpemUYBSABKA1CB7pIBCoCGGQSHAoKcGFnZV90b2tlbhgGIAEoCUIIukgFcgMYgAQiWwoWU2VhcmNoTWVzc2FnZXNSZXNwb25zZRIoCgdyZXN1bHRzGAEgAygLMhcucGFybGV5LnYxLlNlYXJjaFJlc3VsdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki7AEKDFNlYXJjaFJlc3VsdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEEhIKCm1lc3NhZ2VfaWQYAyABKAkSEQoJc2VuZGVyX2lkGAQgASgJEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiQKBGtpbmQYBiABKA4yFi5wYXJsZXkudjEuTWVzc2FnZUtpbmQSDwoHc25pcHBldBgHIAEoCRIoCgpoaWdobGlnaHRzGAggAygLMhQucGFybGV5LnYxLlRleHRSYW5nZSInCglUZXh0UmFuZ2USDQoFc3RhcnQYASABKA0SCwoDZW5kGAIgASgNKnAKEEhpc3RvcnlEaXJlY3Rpb24SIQodSElTVE9SWV9ESVJFQ1RJT05fVU5TUEVDSUZJRUQQABIcChhISVNUT1JZX0RJUkVDVElPTl9CRUZPUkUQARIbChdISVNUT1JZX0RJUkVDVElPTl9BRlRFUhACMrYFCgtDaGF0U2VydmljZRJGCgdDb25uZWN0EhkucGFybGV5LnYxLkNvbm5lY3RSZXF1ZXN0GhoucGFybGV5LnYxLkNvbm5lY3RSZXNwb25zZSIAKAEwARJKCglTdWJzY3JpYmUSGy5wYXJsZXkudjEuU3Vic2NyaWJlUmVxdWVzdBocLnBhcmxleS52MS5TdWJzY3JpYmVSZXNwb25zZSIAMAESTgoLU2VuZE1lc3NhZ2USHS5wYXJsZXkudjEuU2VuZE1lc3NhZ2VSZXF1ZXN0Gh4ucGFybGV5LnYxLlNlbmRNZXNzYWdlUmVzcG9uc2UiABI2CgNBY2sSFS5wYXJsZXkudjEuQWNrUmVxdWVzdBoWLnBhcmxleS52MS5BY2tSZXNwb25zZSIAEkUKCE1hcmtSZWFkEhoucGFybGV5LnYxLk1hcmtSZWFkUmVxdWVzdBobLnBhcmxleS52MS5NYXJrUmVhZFJlc3BvbnNlIgASSAoJU2V0VHlwaW5nEhsucGFybGV5LnYxLlNldFR5cGluZ1JlcXVlc3QaHC5wYXJsZXkudjEuU2V0VHlwaW5nUmVzcG9uc2UiABJUCg1SZWNhbGxNZXNzYWdlEh8ucGFybGV5LnYxLlJlY2FsbE1lc3NhZ2VSZXF1ZXN0GiAucGFybGV5LnYxLlJlY2FsbE1lc3NhZ2VSZXNwb25zZSIAEksKCkdldEhpc3RvcnkSHC5wYXJsZXkudjEuR2V0SGlzdG9yeVJlcXVlc3QaHS5wYXJsZXkudjEuR2V0SGlzdG9yeVJlc3BvbnNlIgASVwoOU2VhcmNoTWVzc2FnZXMSIC5wYXJsZXkudjEuU2VhcmNoTWVzc2FnZXNSZXF1ZXN0GiEucGFybGV5LnYxLlNlYXJjaE1lc3NhZ2VzUmVzcG9uc2UiAEKeAQoNY29tLnBhcmxleS52MUIJQ2hhdFByb3RvUAFaPWdpdGh1Yi5jb20vcGFybGV5LWltL3BhcmxleS9jbGllbnRzL2dvL2dlbi9wYXJsZXkvdjE7cGFybGV5djGiAgNQWFiqAglQYXJsZXkuVjHKAglQYXJsZXlcVjHiAhVQYXJsZXlcVjFcR1BCTWV0YWRhdGHqAgpQYXJsZXk6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_parley_v1_common]);
 
 /**
  * ConnectRequest carries one client frame.
@@ -905,6 +905,184 @@ export const GetHistoryResponseSchema: GenMessage<GetHistoryResponse> = /*@__PUR
   messageDesc(file_parley_v1_chat, 32);
 
 /**
+ * @generated from message parley.v1.SearchMessagesRequest
+ */
+export type SearchMessagesRequest = Message<"parley.v1.SearchMessagesRequest"> & {
+  /**
+   * query is the words to find. A message matches when its text (a text
+   * message's body, an image or file's caption) holds every word, ignoring
+   * case and diacritics ("creme" finds "Crème"); the last word also
+   * matches as a prefix ("hel" finds "hello"). A word is a run of letters
+   * and digits: punctuation only separates words, and no query syntax
+   * (quotes, operators, wildcards) exists. A query without a letter or
+   * digit is InvalidArgument. At most 16 words count.
+   *
+   * @generated from field: string query = 1;
+   */
+  query: string;
+
+  /**
+   * conversation_id, when set, limits the search to that conversation;
+   * NotFound when the caller is not a member of it.
+   *
+   * @generated from field: string conversation_id = 2;
+   */
+  conversationId: string;
+
+  /**
+   * from and to, when set, bound the messages' created_at: from
+   * inclusive, to exclusive. from must be before to.
+   *
+   * @generated from field: google.protobuf.Timestamp from = 3;
+   */
+  from?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp to = 4;
+   */
+  to?: Timestamp | undefined;
+
+  /**
+   * page_size is 1..100; 0 means 20.
+   *
+   * @generated from field: uint32 page_size = 5;
+   */
+  pageSize: number;
+
+  /**
+   * page_token is a previous response's next_page_token, to get the page
+   * after it; empty for the first page. It is opaque and only valid with
+   * the same query, conversation_id, from and to (InvalidArgument
+   * otherwise).
+   *
+   * @generated from field: string page_token = 6;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message parley.v1.SearchMessagesRequest.
+ * Use `create(SearchMessagesRequestSchema)` to create a new message.
+ */
+export const SearchMessagesRequestSchema: GenMessage<SearchMessagesRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat, 33);
+
+/**
+ * @generated from message parley.v1.SearchMessagesResponse
+ */
+export type SearchMessagesResponse = Message<"parley.v1.SearchMessagesResponse"> & {
+  /**
+   * results, newest first (by created_at).
+   *
+   * @generated from field: repeated parley.v1.SearchResult results = 1;
+   */
+  results: SearchResult[];
+
+  /**
+   * next_page_token gets the next page; empty when this was the last.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message parley.v1.SearchMessagesResponse.
+ * Use `create(SearchMessagesResponseSchema)` to create a new message.
+ */
+export const SearchMessagesResponseSchema: GenMessage<SearchMessagesResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat, 34);
+
+/**
+ * SearchResult is one message a search found: a reference to it (fetch it
+ * whole with GetHistory around seq) and a snippet of its text.
+ *
+ * @generated from message parley.v1.SearchResult
+ */
+export type SearchResult = Message<"parley.v1.SearchResult"> & {
+  /**
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: string message_id = 3;
+   */
+  messageId: string;
+
+  /**
+   * @generated from field: string sender_id = 4;
+   */
+  senderId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 5;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: parley.v1.MessageKind kind = 6;
+   */
+  kind: MessageKind;
+
+  /**
+   * snippet is plain text from the message around its first match, at
+   * most about 200 characters, with "…" where it was cut. It is not HTML
+   * or Markdown: render it as text, escaped like any message text.
+   *
+   * @generated from field: string snippet = 7;
+   */
+  snippet: string;
+
+  /**
+   * highlights are the matching words inside snippet, in order, not
+   * overlapping.
+   *
+   * @generated from field: repeated parley.v1.TextRange highlights = 8;
+   */
+  highlights: TextRange[];
+};
+
+/**
+ * Describes the message parley.v1.SearchResult.
+ * Use `create(SearchResultSchema)` to create a new message.
+ */
+export const SearchResultSchema: GenMessage<SearchResult> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat, 35);
+
+/**
+ * TextRange is a part of a string: its characters start up to (not
+ * including) end, counted in Unicode code points, not bytes and not
+ * UTF-16 units (in Go, []rune(s)[start:end]; in JavaScript,
+ * Array.from(s).slice(start, end)).
+ *
+ * @generated from message parley.v1.TextRange
+ */
+export type TextRange = Message<"parley.v1.TextRange"> & {
+  /**
+   * @generated from field: uint32 start = 1;
+   */
+  start: number;
+
+  /**
+   * @generated from field: uint32 end = 2;
+   */
+  end: number;
+};
+
+/**
+ * Describes the message parley.v1.TextRange.
+ * Use `create(TextRangeSchema)` to create a new message.
+ */
+export const TextRangeSchema: GenMessage<TextRange> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat, 36);
+
+/**
  * HistoryDirection says which way from the anchor a page goes.
  *
  * @generated from enum parley.v1.HistoryDirection
@@ -1030,6 +1208,18 @@ export const ChatService: GenService<{
     methodKind: "unary";
     input: typeof GetHistoryRequestSchema;
     output: typeof GetHistoryResponseSchema;
+  },
+  /**
+   * SearchMessages finds messages by their words in the caller's
+   * conversations, newest first, never from before the caller joined one
+   * and never a recalled message.
+   *
+   * @generated from rpc parley.v1.ChatService.SearchMessages
+   */
+  searchMessages: {
+    methodKind: "unary";
+    input: typeof SearchMessagesRequestSchema;
+    output: typeof SearchMessagesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_v1_chat, 0);
