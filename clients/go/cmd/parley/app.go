@@ -37,6 +37,9 @@ commands:
                                 default under its own name in the current
                                 directory, never overwriting without -f
   history CONV [-limit N]       print the latest messages of a conversation
+  search [-conv CONV] [-limit N] [-page TOKEN] WORDS...
+                                find messages by their words, newest first; the
+                                matching words are shown in [brackets]
   listen                        print incoming events until interrupted
 
 environment: PARLEY_SERVER, PARLEY_SESSION, PARLEY_PASSWORD
@@ -119,6 +122,8 @@ func (a *app) dispatch(ctx context.Context, cmd string, args []string) error {
 		return a.download(ctx, args)
 	case "history":
 		return a.history(ctx, args)
+	case "search":
+		return a.search(ctx, args)
 	case "listen":
 		return a.listen(ctx, args)
 	}

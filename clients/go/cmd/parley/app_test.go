@@ -89,6 +89,8 @@ func TestRunUsage(t *testing.T) {
 		{name: "register_without_password", args: []string{"register", "alice"}, want: 2},
 		{name: "dm_without_user", args: []string{"dm"}, want: 2},
 		{name: "history_bad_limit", args: []string{"history", "c", "-limit", "500"}, want: 2},
+		{name: "search_no_words", args: []string{"search"}, want: 2},
+		{name: "search_bad_limit", args: []string{"search", "-limit", "101", "cat"}, want: 2},
 		{name: "not_signed_in", args: []string{"conversations"}, want: 1},
 		{name: "unreachable_server", args: []string{"-server", "http://127.0.0.1:1", "login", "alice"}, env: map[string]string{"PARLEY_PASSWORD": "x"}, want: 1},
 	}

@@ -68,6 +68,9 @@ func TestSendFileAndDownload(t *testing.T) {
 	require.Regexp(t, `(?m)^media \S+ \(text/plain.*\)\nsent #\d+\n$`, out)
 	notesID := mediaRE.FindStringSubmatch(out)[1]
 
+	// The caption is searchable; the file without one is not.
+	require.Regexp(t, `(?m)^\S+ #\d+ .* alice: a \[cat\]$`, ok("bob", "search", "CAT"))
+	require.Empty(t, ok("carol", "search", "cat"))
 	history := ok("bob", "history", conv)
 	require.Contains(t, history, "[image 640×400 cat.png, media "+photoID+"] a cat")
 	require.Contains(t, history, "[file notes.txt 18 B, media "+notesID+"]")
