@@ -10,7 +10,7 @@ import (
 )
 
 // latestVersion is the newest migration in migrations/.
-const latestVersion = 1
+const latestVersion = 2
 
 func TestMigrate(t *testing.T) {
 	t.Parallel()
@@ -24,7 +24,7 @@ func TestMigrate(t *testing.T) {
 		require.EqualValues(t, latestVersion, v)
 		rows, err := server.Query(ctx, "SELECT groupArray(version) FROM (SELECT version FROM "+name+".schema_migrations ORDER BY version)")
 		require.NoError(t, err)
-		require.Equal(t, "[1]", rows, "one record per version")
+		require.Equal(t, "[1,2]", rows, "one record per version")
 		engine, err := server.Query(ctx, "SELECT engine FROM system.tables WHERE database = '"+name+"' AND name = 'messages'")
 		require.NoError(t, err)
 		require.Equal(t, "ReplacingMergeTree", engine)
@@ -39,7 +39,7 @@ func TestMigrate(t *testing.T) {
 		require.EqualValues(t, latestVersion, v)
 		n, err := server.Query(ctx, "SELECT count() FROM "+name+".schema_migrations")
 		require.NoError(t, err)
-		require.Equal(t, "1", n, "a second Open records no version again")
+		require.Equal(t, "2", n, "a second Open records no version again")
 	})
 
 	t.Run("rerun_after_crash_before_record", func(t *testing.T) {
@@ -59,7 +59,7 @@ func TestMigrate(t *testing.T) {
 		_, name := newDB(t)
 		require.NoError(t, server.Exec(ctx, "INSERT INTO "+name+".schema_migrations (version, name, applied_at) SELECT 999, 'future', now()"))
 		_, err := clickhouse.Open(ctx, testConfig(server, name))
-		require.ErrorContains(t, err, "schema version 999 is newer than this binary's 1")
+		require.ErrorContains(t, err, "schema version 999 is newer than this binary's 2")
 	})
 
 	t.Run("missing_database", func(t *testing.T) {
