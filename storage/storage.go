@@ -477,7 +477,9 @@ type SearchQuery struct {
 }
 
 // SearchCursor is a hit's position in the search order: CreatedAt
-// descending, then ConversationID descending, then Seq descending.
+// descending; hits of the same millisecond in an order the backend
+// chooses, the same on every call (PostgreSQL: ConversationID, then Seq,
+// descending; SQLite: the later committed first).
 type SearchCursor struct {
 	CreatedAt      time.Time
 	ConversationID string

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 
 	"github.com/parley-im/parley/storage"
 )
@@ -14,6 +15,15 @@ const messageColumns = `conversation_id, seq, id, sender_id, sender_device_id, c
 // default, the empty string, unless the message carries media
 // (insertMedia).
 const insertColumns = `conversation_id, seq, id, sender_id, sender_device_id, client_msg_id, kind, body, created_at, search_rowid`
+
+// A message_search rowid is the message's creation time in unix
+// milliseconds, shifted left by searchSlotBits, plus a slot number within
+// the millisecond (appender.nextSearchRowid). Shifted by 16 bits, unix
+// milliseconds fit a rowid's 63 bits until about the year 6400.
+const (
+	searchSlotBits = 16
+	searchSlots    = 1 << searchSlotBits
+)
 
 // writeStmts are the statements of the write hot path (appends, read
 // marks, cursors), prepared once on the write connection.
@@ -60,9 +70,9 @@ func (ws *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 			WHERE c.id = ?2 AND EXISTS (SELECT 1 FROM devices d WHERE d.id = ?1)
 			ON CONFLICT (device_id, conversation_id) DO UPDATE SET seq = excluded.seq
 			WHERE excluded.seq > cursors.seq`},
-		// FTS5 answers a descending rowid scan from its content table's
-		// b-tree: one seek, not a scan.
-		{&ws.lastSearch, `SELECT rowid FROM message_search ORDER BY rowid DESC LIMIT 1`},
+		// FTS5 answers a rowid range in descending order from its content
+		// table's b-tree: one seek, not a scan.
+		{&ws.lastSearch, `SELECT rowid FROM message_search WHERE rowid BETWEEN ? AND ? ORDER BY rowid DESC LIMIT 1`},
 		{&ws.insertSearch, `INSERT INTO message_search (rowid, text, conversation_id, seq) VALUES (?, ?, ?, ?)`},
 	} {
 		st, err := db.PrepareContext(ctx, p.query)
@@ -117,11 +127,13 @@ type appender struct {
 	ws          *writeStmts
 	insertMedia *sql.Stmt
 
-	// lastSearch is message_search's highest rowid, read on first use
-	// (searchReady, which also binds insertSearch); the transaction holds
-	// the write lock, so the next ones are assigned here.
-	lastSearch   int64
-	searchReady  bool
+	// lastSearch is the highest message_search rowid of each
+	// millisecond this transaction wrote or looked at (see
+	// nextSearchRowid); the transaction holds the write lock, so the next
+	// ones are assigned here. lastSearchSt and insertSearch are bound on
+	// first use.
+	lastSearch   map[int64]int64
+	lastSearchSt *sql.Stmt
 	insertSearch *sql.Stmt
 
 	convs   map[string]*convState
@@ -224,7 +236,7 @@ func (a *appender) append(ctx context.Context, m storage.NewMessage) (msg storag
 	created := ms(msg.CreatedAt)
 	var searchRowid int64
 	if m.SearchText != "" {
-		if searchRowid, err = a.nextSearchRowid(ctx); err != nil {
+		if searchRowid, err = a.nextSearchRowid(ctx, created); err != nil {
 			return storage.Message{}, false, err
 		}
 	}
@@ -259,7 +271,7 @@ func (a *appender) append(ctx context.Context, m storage.NewMessage) (msg storag
 		if _, err := a.insertSearch.ExecContext(ctx, searchRowid, m.SearchText, msg.ConversationID, i64(msg.Seq)); err != nil {
 			return storage.Message{}, false, err
 		}
-		a.lastSearch = searchRowid
+		a.lastSearch[created] = searchRowid
 	}
 	c.lastSeq = msg.Seq
 	// last_message_at never goes back, even if a sender's clock does.
@@ -271,18 +283,33 @@ func (a *appender) append(ctx context.Context, m storage.NewMessage) (msg storag
 }
 
 // nextSearchRowid returns the message_search rowid for the next message
-// with text. It is only taken (a.lastSearch moves) once the row is
-// written, so a duplicate's unused one is handed out again.
-func (a *appender) nextSearchRowid(ctx context.Context) (int64, error) {
-	if !a.searchReady {
-		err := a.tx.StmtContext(ctx, a.ws.lastSearch).QueryRowContext(ctx).Scan(&a.lastSearch)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+// with text created at createdMS: the millisecond shifted left by
+// searchSlotBits, plus the next free slot of that millisecond. Rowid order
+// is then creation order, which lets a search read the index newest first
+// and stop after a page (search.go). The rowid is only taken (lastSearch
+// moves) once the row is written, so a duplicate's is handed out again.
+func (a *appender) nextSearchRowid(ctx context.Context, createdMS int64) (int64, error) {
+	if a.lastSearchSt == nil {
+		a.lastSearchSt = a.tx.StmtContext(ctx, a.ws.lastSearch)
+		a.insertSearch = a.tx.StmtContext(ctx, a.ws.insertSearch)
+		a.lastSearch = make(map[int64]int64)
+	}
+	base := max(createdMS, 0) << searchSlotBits
+	last, ok := a.lastSearch[createdMS]
+	if !ok {
+		err := a.lastSearchSt.QueryRowContext(ctx, base, base+searchSlots-1).Scan(&last)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			last = base - 1
+		case err != nil:
 			return 0, err
 		}
-		a.insertSearch = a.tx.StmtContext(ctx, a.ws.insertSearch)
-		a.searchReady = true
+		a.lastSearch[createdMS] = last
 	}
-	return a.lastSearch + 1, nil
+	if last-base+1 >= searchSlots {
+		return 0, fmt.Errorf("more than %d searchable messages created in one millisecond", searchSlots)
+	}
+	return last + 1, nil
 }
 
 // notice appends a system notice. Notices carry no idempotency key, so one

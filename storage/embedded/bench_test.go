@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/parley-im/parley/storage"
+	"github.com/parley-im/parley/storage/storagetest"
 )
 
 // BenchmarkAppendMessages measures the send hot path: batches as the
@@ -65,4 +66,12 @@ func benchAppend(b *testing.B, batch, conversations int) {
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/msg")
+}
+
+// BenchmarkSearch measures one search page over 100,000 messages (see
+// storagetest.BenchSearch).
+//
+//	go test -run '^$' -bench Search ./storage/embedded/
+func BenchmarkSearch(b *testing.B) {
+	storagetest.BenchSearch(b, open(b, filepath.Join(b.TempDir(), "parley.db")), 100_000)
 }

@@ -78,7 +78,7 @@ func (a *app) search(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(pos) == 0 {
-		return fmt.Errorf("%w: search [-conv CONV] [-limit N] [-page TOKEN] WORDS...", errUsage)
+		return fmt.Errorf("%w: search [-conv CONV] [-limit N] [-page TOKEN] WORD [WORD ...]", errUsage)
 	}
 	if *limit < 1 || *limit > 100 {
 		return fmt.Errorf("%w: -limit must be 1..100", errUsage)
