@@ -73,5 +73,5 @@ func benchAppend(b *testing.B, batch, conversations int) {
 //
 //	go test -run '^$' -bench Search ./storage/embedded/
 func BenchmarkSearch(b *testing.B) {
-	storagetest.BenchSearch(b, open(b, filepath.Join(b.TempDir(), "parley.db")), 100_000)
+	storagetest.BenchSearch(b, open(b, filepath.Join(b.TempDir(), "parley.db")), 100_000, nil)
 }

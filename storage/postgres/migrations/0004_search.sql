@@ -14,7 +14,7 @@
 -- of the same words.
 --
 -- created_at is kept here so that the search order and the time range
--- are read from the matches without visiting messages first.
+-- are read from the index without visiting messages first.
 --
 -- Existing databases: messages committed before this migration have no
 -- row here and are not found (their bodies are encoded by the server, so
@@ -33,3 +33,9 @@ CREATE TABLE message_search (
 );
 
 CREATE INDEX message_search_words ON message_search USING gin (words);
+
+-- The search order. For a common word the planner walks this newest
+-- first, tests each row against the words and stops after a page, instead
+-- of sorting every match the GIN index yields (over 100,000 messages, a
+-- word in most of them: 245 ms a page without it).
+CREATE INDEX message_search_order ON message_search (created_at DESC, conversation_id DESC, seq DESC);
