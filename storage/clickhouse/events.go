@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/parley-im/parley/storage/analytics"
 )
 
 // eventColumns are the columns WriteEvents fills, in Append order, named
@@ -14,69 +16,24 @@ import (
 // no error).
 const eventColumns = `event_id, kind, at, user_id, device_id, conversation_id, seq, latency_ms, node`
 
-// EventKind is what an analytics event records. Its values are those of
-// the events table's Enum8.
-type EventKind int8
+// The event types are storage/analytics's, which the embedded store
+// shares; the aliases keep this package's API as it was.
+type (
+	// EventKind is what an analytics event records. Its values are those
+	// of the events table's Enum8.
+	EventKind = analytics.EventKind
+	// Event is one analytics event. It holds no message content.
+	Event = analytics.Event
+)
 
 // The kinds of analytics events.
 const (
-	// EventMessageSent: a message was committed. UserID and DeviceID are
-	// the sender's; ConversationID and Seq the message's.
-	EventMessageSent EventKind = 1
-	// EventMessageDelivered: a message reached a recipient's device.
-	// UserID and DeviceID are the recipient's; Latency is send→deliver.
-	EventMessageDelivered EventKind = 2
-	// EventMessageRead: a recipient marked a message read. Latency is
-	// send→read.
-	EventMessageRead EventKind = 3
-	// EventConnectionOpened: a device opened a stream.
-	EventConnectionOpened EventKind = 4
-	// EventConnectionClosed: a device's stream ended.
-	EventConnectionClosed EventKind = 5
+	EventMessageSent      = analytics.EventMessageSent
+	EventMessageDelivered = analytics.EventMessageDelivered
+	EventMessageRead      = analytics.EventMessageRead
+	EventConnectionOpened = analytics.EventConnectionOpened
+	EventConnectionClosed = analytics.EventConnectionClosed
 )
-
-var eventKindNames = map[EventKind]string{
-	EventMessageSent:      "message_sent",
-	EventMessageDelivered: "message_delivered",
-	EventMessageRead:      "message_read",
-	EventConnectionOpened: "connection_opened",
-	EventConnectionClosed: "connection_closed",
-}
-
-// String is the kind's name in the events table ("message_sent").
-func (k EventKind) String() string {
-	if name, ok := eventKindNames[k]; ok {
-		return name
-	}
-	return fmt.Sprintf("EventKind(%d)", int8(k))
-}
-
-// Event is one analytics event. It holds no message content.
-type Event struct {
-	// ID identifies the event: writing an event again with the same ID,
-	// Kind and At (a retried batch) leaves one event for the queries. The
-	// zero ID means EventWriter.Record assigns a random one; WriteEvents
-	// refuses it.
-	ID uuid.UUID
-	// Kind is what happened. Required.
-	Kind EventKind
-	// At is when it happened, stored in whole seconds (truncated), from
-	// 1970 to 2106. The zero At means EventWriter.Record stamps the time
-	// of the call; WriteEvents refuses it.
-	At             time.Time
-	UserID         string
-	DeviceID       string
-	ConversationID string
-	// Seq is the message's position in its conversation; 0 for
-	// connection events.
-	Seq uint64
-	// Latency is send→deliver (EventMessageDelivered) or send→read
-	// (EventMessageRead) as the server measured it; stored in whole
-	// milliseconds, capped at about 49 days (UInt32); negative counts as 0.
-	Latency time.Duration
-	// Node names the server that recorded the event.
-	Node string
-}
 
 // WriteEvents inserts events in one batch (one INSERT, one part). On an
 // error some of them may have been written; writing the same events
@@ -109,7 +66,7 @@ func (db *DB) WriteEvents(ctx context.Context, events []Event) error {
 		e := &events[i]
 		if err := batch.Append(
 			e.ID, int8(e.Kind), e.At.Truncate(time.Second), e.UserID, e.DeviceID,
-			e.ConversationID, e.Seq, latencyMillis(e.Latency), e.Node,
+			e.ConversationID, e.Seq, analytics.LatencyMillis(e.Latency), e.Node,
 		); err != nil {
 			return fmt.Errorf("clickhouse: write events: event %d: %w", i, err)
 		}
@@ -125,7 +82,7 @@ func validateEvent(e *Event) error {
 	switch {
 	case e.ID == uuid.Nil:
 		return errors.New("zero id")
-	case eventKindNames[e.Kind] == "":
+	case !e.Kind.Valid():
 		return fmt.Errorf("unknown kind %d", int8(e.Kind))
 	case e.At.IsZero():
 		return errors.New("zero time")
@@ -133,16 +90,4 @@ func validateEvent(e *Event) error {
 		return fmt.Errorf("time %s outside DateTime's range (1970 to 2106)", e.At.UTC().Format(time.RFC3339))
 	}
 	return nil
-}
-
-// latencyMillis is d in whole milliseconds, clamped to UInt32.
-func latencyMillis(d time.Duration) uint32 {
-	ms := d.Milliseconds()
-	switch {
-	case ms < 0:
-		return 0
-	case ms > 1<<32-1:
-		return 1<<32 - 1
-	}
-	return uint32(ms)
 }

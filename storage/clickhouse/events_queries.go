@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/parley-im/parley/storage/analytics"
 )
 
 // The analytics queries. Each reads events in a time range [from, to):
@@ -15,14 +17,31 @@ import (
 // returned, oldest first. Queries that count events read with FINAL, so
 // a batch written twice (a retry) counts once.
 
-// Bucket is the width of the time buckets a query groups by.
-type Bucket int
+// The result types are storage/analytics's, shared with the embedded
+// store.
+type (
+	// Bucket is the width of the time buckets a query groups by.
+	Bucket = analytics.Bucket
+	// Count is a number of events in a bucket.
+	Count = analytics.Count
+	// ActiveUsers is how many distinct users were active in a period.
+	ActiveUsers = analytics.ActiveUsers
+	// LatencyPercentiles summarise the latencies of one kind of event.
+	// Here they come from ClickHouse's quantiles(), which interpolates
+	// and is exact up to 8192 values per group, a sample beyond.
+	LatencyPercentiles = analytics.LatencyPercentiles
+	// ConversationVolume is how many messages were sent in a
+	// conversation.
+	ConversationVolume = analytics.ConversationVolume
+	// Connections are the stream connections of one bucket.
+	Connections = analytics.Connections
+)
 
 // The bucket widths.
 const (
-	BucketMinute Bucket = iota + 1
-	BucketHour
-	BucketDay
+	BucketMinute = analytics.BucketMinute
+	BucketHour   = analytics.BucketHour
+	BucketDay    = analytics.BucketDay
 )
 
 // bucketFuncs are the SQL functions of each Bucket: fixed text chosen by
@@ -33,64 +52,8 @@ var bucketFuncs = map[Bucket]string{
 	BucketDay:    "toStartOfDay",
 }
 
-// String is the bucket's name ("minute").
-func (b Bucket) String() string {
-	switch b {
-	case BucketMinute:
-		return "minute"
-	case BucketHour:
-		return "hour"
-	case BucketDay:
-		return "day"
-	}
-	return fmt.Sprintf("Bucket(%d)", int(b))
-}
-
-// Count is a number of events in the bucket that starts at Start (UTC).
-type Count struct {
-	Start time.Time
-	Count uint64
-}
-
-// ActiveUsers is how many distinct users were active in the period that
-// starts at Start (UTC): a day or a calendar month.
-type ActiveUsers struct {
-	Start time.Time
-	Users uint64
-}
-
-// LatencyPercentiles summarise the latencies of one kind of event.
-type LatencyPercentiles struct {
-	// Kind is EventMessageDelivered (send→deliver) or EventMessageRead
-	// (send→read).
-	Kind EventKind
-	// Count is how many events were measured.
-	Count uint64
-	// P50, P90 and P99 are percentiles from ClickHouse's quantiles(),
-	// which interpolates and is exact up to 8192 values per group, a
-	// sample beyond.
-	P50, P90, P99 time.Duration
-}
-
-// ConversationVolume is how many messages were sent in a conversation.
-type ConversationVolume struct {
-	ConversationID string
-	Messages       uint64
-}
-
-// Connections are the stream connections of one bucket.
-type Connections struct {
-	Start time.Time
-	// Opened and Closed count the connections opened and closed in the
-	// bucket.
-	Opened, Closed uint64
-	// Open is opened minus closed over all events before the bucket's
-	// end (not only those in the range): the connections open at its end.
-	// A server that dies without recording its closes leaves its
-	// connections counted; the server should record them closed on its
-	// next start.
-	Open int64
-}
+// DB answers every analytics query.
+var _ analytics.Reader = (*DB)(nil)
 
 // MessageVolume counts the messages sent in [from, to), per bucket.
 func (db *DB) MessageVolume(ctx context.Context, from, to time.Time, bucket Bucket) ([]Count, error) {
@@ -194,7 +157,7 @@ func (db *DB) Latency(ctx context.Context, from, to time.Time) ([]LatencyPercent
 				return fmt.Errorf("quantiles returned %d values, want 3", len(qs))
 			}
 			l.Kind = EventKind(kind)
-			l.P50, l.P90, l.P99 = millis(qs[0]), millis(qs[1]), millis(qs[2])
+			l.P50, l.P90, l.P99 = analytics.Millis(qs[0]), analytics.Millis(qs[1]), analytics.Millis(qs[2])
 			out = append(out, l)
 			return nil
 		})
@@ -325,10 +288,4 @@ func ceilSeconds(t time.Time) uint32 {
 		s++
 	}
 	return uint32(min(max(s, 0), 1<<32-1))
-}
-
-// millis is a latency in (fractional) milliseconds as a Duration,
-// rounded to the microsecond.
-func millis(ms float64) time.Duration {
-	return time.Duration(ms * float64(time.Millisecond)).Round(time.Microsecond)
 }

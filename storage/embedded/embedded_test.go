@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/parley-im/parley/storage"
+	"github.com/parley-im/parley/storage/analytics/analyticstest"
 	"github.com/parley-im/parley/storage/embedded"
 	"github.com/parley-im/parley/storage/storagetest"
 )
@@ -386,4 +387,18 @@ func TestNoGoroutineLeak(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "goroutines: %d, before Open: %d", n, base)
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+func TestAnalyticsConformance(t *testing.T) {
+	t.Parallel()
+	analyticstest.Run(t, func(t *testing.T) analyticstest.Backend {
+		return open(t, filepath.Join(t.TempDir(), "parley.db"))
+	})
+}
+
+func TestFirstUser(t *testing.T) {
+	t.Parallel()
+	storagetest.RunFirstUser(t, func(t *testing.T) storagetest.FirstUserStore {
+		return open(t, filepath.Join(t.TempDir(), "parley.db"))
+	})
 }

@@ -16,14 +16,33 @@ const userColumns = `id, username, display_name, password_hash, created_at`
 
 // CreateUser inserts u. It returns an error wrapping storage.ErrConflict
 // when the username (or the id) is taken. Usernames compare byte for byte:
-// the server normalises them.
+// the server normalises them. The first user created becomes FirstUserID,
+// in the same transaction.
 func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
 	return s.write(ctx, "create user", func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx,
+		if _, err := tx.ExecContext(ctx,
 			`INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?, ?)`,
-			u.ID, u.Username, u.DisplayName, u.PasswordHash, ms(stamp(u.CreatedAt)))
+			u.ID, u.Username, u.DisplayName, u.PasswordHash, ms(stamp(u.CreatedAt))); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO first_user (one, user_id) VALUES (1, ?) ON CONFLICT DO NOTHING`, u.ID)
 		return err
 	})
+}
+
+// FirstUserID returns the id of the first user ever created, or an error
+// wrapping storage.ErrNotFound while there is none. Once set it never
+// changes (users are never deleted).
+func (s *Store) FirstUserID(ctx context.Context) (string, error) {
+	const op = "first user"
+	if err := s.check(ctx); err != nil {
+		return "", s.fail(ctx, op, err)
+	}
+	var id string
+	if err := s.r.QueryRowContext(ctx, `SELECT user_id FROM first_user`).Scan(&id); err != nil {
+		return "", s.fail(ctx, op, err)
+	}
+	return id, nil
 }
 
 // GetUser returns the user with id, or an error wrapping

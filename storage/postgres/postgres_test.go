@@ -430,3 +430,10 @@ func user(tb testing.TB, s storage.Store, name string) storage.User {
 	require.NoError(tb, s.CreateUser(context.Background(), u))
 	return u
 }
+
+func TestFirstUser(t *testing.T) {
+	t.Parallel()
+	storagetest.RunFirstUser(t, func(t *testing.T) storagetest.FirstUserStore {
+		return open(t, pg.NewSchema(t))
+	})
+}

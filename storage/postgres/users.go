@@ -12,15 +12,34 @@ const userColumns = `id, username, display_name, password_hash, created_at`
 
 // CreateUser inserts u. It returns an error wrapping storage.ErrConflict
 // when the username (or the id) is taken. Usernames compare byte for byte:
-// the server normalises them.
+// the server normalises them. The first user created becomes FirstUserID,
+// in the same transaction: a second registration racing for an empty
+// table waits on first_user's key until the first commits, then inserts
+// nothing there.
 func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
-	const op = "create user"
+	return s.tx(ctx, "create user", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5)`,
+			u.ID, u.Username, u.DisplayName, u.PasswordHash, stamp(u.CreatedAt)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO first_user (user_id) VALUES ($1) ON CONFLICT DO NOTHING`, u.ID)
+		return err
+	})
+}
+
+// FirstUserID returns the id of the first user ever created, or an error
+// wrapping storage.ErrNotFound while there is none. Once set it never
+// changes (users are never deleted).
+func (s *Store) FirstUserID(ctx context.Context) (string, error) {
+	const op = "first user"
 	if err := s.check(ctx); err != nil {
-		return s.fail(ctx, op, err)
+		return "", s.fail(ctx, op, err)
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5)`,
-		u.ID, u.Username, u.DisplayName, u.PasswordHash, stamp(u.CreatedAt))
-	return s.fail(ctx, op, err)
+	var id string
+	if err := s.pool.QueryRow(ctx, `SELECT user_id FROM first_user`).Scan(&id); err != nil {
+		return "", s.fail(ctx, op, err)
+	}
+	return id, nil
 }
 
 // GetUser returns the user with id, or an error wrapping
