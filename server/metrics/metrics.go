@@ -60,6 +60,9 @@ type Metrics struct {
 	Store *Store
 	// RPC counts and times every call (see RPC.Interceptor).
 	RPC *RPC
+	// Archive is the message archiver's progress and lag, recorded by
+	// package archive.
+	Archive *Archive
 }
 
 // New creates every metric and registers it on reg. It fails when a name
@@ -75,6 +78,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		RateLimit: newRateLimit(r),
 		Store:     newStore(r),
 		RPC:       newRPC(r),
+		Archive:   newArchive(r),
 	}
 	if err := errors.Join(r.errs...); err != nil {
 		return nil, err
