@@ -17,11 +17,13 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/parley-im/parley/server"
+	"github.com/parley-im/parley/server/archive"
 	"github.com/parley-im/parley/server/auth"
 	"github.com/parley-im/parley/server/engine"
 	"github.com/parley-im/parley/server/hub"
 	"github.com/parley-im/parley/server/shard"
 	"github.com/parley-im/parley/server/tlsfiles"
+	"github.com/parley-im/parley/storage/clickhouse"
 	"github.com/parley-im/parley/storage/s3"
 )
 
@@ -92,6 +94,21 @@ type Config struct {
 	Auth auth.Config `yaml:"auth" env:"AUTH_"`
 	// Media bounds uploads and says where their bytes live.
 	Media MediaConfig `yaml:"media" env:"MEDIA_"`
+	// Archive copies every committed message into a ClickHouse archive.
+	Archive ArchiveConfig `yaml:"archive" env:"ARCHIVE_"`
+}
+
+// ArchiveConfig is the message archiver's tuning plus its ClickHouse.
+type ArchiveConfig struct {
+	// Enabled runs the archiver in this process (one process of a cluster
+	// archives at a time, under a lease in the store; the others stand
+	// by). Off by default: the store then keeps no outbox. Once enabled,
+	// the store enqueues every change for the archive even while no
+	// archiver runs, so the archive catches up when one does.
+	Enabled        bool `yaml:"enabled" env:"ENABLED"`
+	archive.Config `yaml:",inline" env:",inline"`
+	// ClickHouse is the archive's server; Addrs is required when Enabled.
+	ClickHouse clickhouse.Config `yaml:"clickhouse" env:"CLICKHOUSE_"`
 }
 
 // Media storage backends (MediaConfig.Backend).
@@ -144,6 +161,7 @@ func Default() Config {
 		PresenceTTL:     30 * time.Second,
 		Cluster:         shard.Single(),
 		Media:           MediaConfig{MediaConfig: server.DefaultMediaConfig()},
+		Archive:         ArchiveConfig{Config: archive.DefaultConfig()},
 	}
 }
 
@@ -182,6 +200,14 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("auth: %w", err))
 	}
 	errs = append(errs, c.validateMedia()...)
+	if c.Archive.Enabled {
+		if len(c.Archive.ClickHouse.Addrs) == 0 {
+			errs = append(errs, errors.New("archive: enabled needs clickhouse.addrs (PARLEY_ARCHIVE_CLICKHOUSE_ADDRS)"))
+		}
+		if err := c.Archive.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("archive: %w", err))
+		}
+	}
 	if err := c.Cluster.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("cluster: %w", err))
 	} else if c.Cluster.Shards > 1 && c.Redis == "" {

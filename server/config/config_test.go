@@ -58,6 +58,20 @@ func TestLoad(t *testing.T) {
 		{name: "stray_argument", args: []string{"extra"}, wantErr: "unexpected arguments"},
 		{name: "bad_log_level", args: []string{"-log-level", "loud"}, wantErr: "log_level"},
 		{name: "bad_log_format", args: []string{"-log-format", "xml"}, wantErr: "log_format"},
+		{name: "archive_off_by_default", check: func(t *testing.T, c Config) {
+			require.False(t, c.Archive.Enabled)
+			require.Equal(t, 5000, c.Archive.BatchSize)
+		}},
+		{name: "archive_env", env: map[string]string{"PARLEY_ARCHIVE_ENABLED": "true", "PARLEY_ARCHIVE_BATCH_SIZE": "100", "PARLEY_ARCHIVE_LEASE_TTL": "30s",
+			"PARLEY_ARCHIVE_CLICKHOUSE_ADDRS": "ch1:9000,ch2:9000", "PARLEY_ARCHIVE_CLICKHOUSE_DATABASE": "archive"}, check: func(t *testing.T, c Config) {
+			require.True(t, c.Archive.Enabled)
+			require.Equal(t, 100, c.Archive.BatchSize)
+			require.Equal(t, 30*time.Second, c.Archive.LeaseTTL)
+			require.Equal(t, []string{"ch1:9000", "ch2:9000"}, c.Archive.ClickHouse.Addrs)
+			require.Equal(t, "archive", c.Archive.ClickHouse.Database)
+		}},
+		{name: "archive_needs_clickhouse", env: map[string]string{"PARLEY_ARCHIVE_ENABLED": "true"}, wantErr: "clickhouse.addrs"},
+		{name: "archive_bad_batch", env: map[string]string{"PARLEY_ARCHIVE_ENABLED": "true", "PARLEY_ARCHIVE_CLICKHOUSE_ADDRS": "ch:9000", "PARLEY_ARCHIVE_BATCH_SIZE": "0"}, wantErr: "batch_size"},
 		{name: "observability_defaults", check: func(t *testing.T, c Config) {
 			require.Equal(t, "127.0.0.1:9090", c.AdminListen)
 			require.Equal(t, "text", c.LogFormat)

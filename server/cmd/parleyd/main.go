@@ -33,6 +33,7 @@ import (
 	healthv1 "github.com/parley-im/parley/clients/go/gen/grpc/health/v1"
 	"github.com/parley-im/parley/server"
 	"github.com/parley-im/parley/server/admin"
+	"github.com/parley-im/parley/server/archive"
 	"github.com/parley-im/parley/server/auth"
 	"github.com/parley-im/parley/server/config"
 	"github.com/parley-im/parley/server/engine"
@@ -46,6 +47,7 @@ import (
 	"github.com/parley-im/parley/server/web"
 	"github.com/parley-im/parley/storage"
 	"github.com/parley-im/parley/storage/blobfs"
+	"github.com/parley-im/parley/storage/clickhouse"
 	"github.com/parley-im/parley/storage/embedded"
 	"github.com/parley-im/parley/storage/postgres"
 	"github.com/parley-im/parley/storage/redis"
@@ -229,6 +231,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		stopSweeper()
 		<-sweeperDone
 	}()
+	stopArchive, err := startArchive(ctx, cfg, rawStore, node, logger, m.Archive)
+	if err != nil {
+		return err
+	}
+	defer stopArchive()
 
 	checker.SetServing("", healthv1.HealthCheckResponse_SERVING)
 	ready.serving(func(ctx context.Context) error {
@@ -281,6 +288,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := eng.Close(shutdownCtx); err != nil {
 		logger.Warn("engine shutdown", "err", err)
 	}
+	// After the engine: its last commits are in the outbox; the next
+	// archiver to hold the lease archives them.
+	stopArchive()
 	// After the engine: its last fan-outs still publish.
 	cl.close()
 	if err := rawStore.Close(); err != nil {
@@ -382,6 +392,65 @@ func defaultNode(listen string) string {
 		port = listen
 	}
 	return host + "-" + port
+}
+
+// startArchive starts the message archiver in a goroutine when
+// cfg.Archive.Enabled. The returned stop cancels it, waits for it (it
+// gives its lease up) and closes ClickHouse; it is idempotent.
+func startArchive(ctx context.Context, cfg config.Config, store storage.Store, node string, logger *slog.Logger, m *metrics.Archive) (func(), error) {
+	if !cfg.Archive.Enabled {
+		return func() {}, nil
+	}
+	src, ok := store.(archive.Source)
+	if !ok {
+		return nil, errors.New("archive: the store keeps no archive outbox")
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		db := openArchive(runCtx, cfg.Archive.ClickHouse, logger)
+		if db == nil {
+			return
+		}
+		defer db.Close()
+		a := archive.New(cfg.Archive.Config, src, db, node, logger, m)
+		if err := a.Run(runCtx); err != nil {
+			logger.Error("archive stopped", "err", err)
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}, nil
+}
+
+// openArchive opens ClickHouse, retrying with backoff until it answers;
+// nil once ctx ends. An unreachable archive must not keep parleyd from
+// serving: the store's outbox keeps every change until it is back.
+func openArchive(ctx context.Context, cfg clickhouse.Config, logger *slog.Logger) *clickhouse.DB {
+	backoff := time.Second
+	for {
+		db, err := clickhouse.Open(ctx, cfg)
+		if err == nil {
+			return db
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		logger.Warn("archive: clickhouse unavailable; retrying", "err", err, "backoff", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
 }
 
 // openStore opens the configured system of record.
