@@ -151,6 +151,13 @@ type Deps struct {
 	// Fallback serves every request no procedure claims: the web app.
 	// Nil answers them 404.
 	Fallback http.Handler
+	// Admin serves AdminService (analytics for admins); nil leaves it
+	// out.
+	Admin *AdminDeps
+	// Events takes the connection_opened and connection_closed events of
+	// the streams; nil records none. (The engine and the hub record the
+	// message events: engine.SetEvents, hub.SetEvents.)
+	Events EventRecorder
 }
 
 // Presence tracks which users have a device online. On one node the hub
@@ -198,6 +205,8 @@ type Server struct {
 	// streams and limits record into metrics; nil records nothing.
 	streams *metrics.Stream
 	limits  *metrics.RateLimit
+	// events takes analytics events; nil records none.
+	events EventRecorder
 
 	// media serves MediaService and the signed media URLs; nil when the
 	// server has no media storage.
@@ -236,6 +245,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		s.streams, s.limits = d.Metrics.Stream, d.Metrics.RateLimit
 	}
 	s.router, s.presence = d.Router, d.Presence
+	s.events = d.Events
 	if s.router == nil {
 		s.router = d.Hub
 	}
@@ -267,6 +277,13 @@ func New(cfg Config, d Deps) (*Server, error) {
 			return nil, fmt.Errorf("server: %w", err)
 		}
 		parleyv1connect.RegisterMediaServiceHandler(cs, s.media)
+	}
+	if d.Admin != nil {
+		as, err := newAdminService(s, d.Admin)
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		parleyv1connect.RegisterAdminServiceHandler(cs, as)
 	}
 	healthv1connect.RegisterHealthHandler(cs, d.Health)
 	grpcreflect.Register(cs)

@@ -18,6 +18,7 @@ import (
 	"github.com/parley-im/parley/server/hub"
 	"github.com/parley-im/parley/server/metrics"
 	"github.com/parley-im/parley/server/wire"
+	"github.com/parley-im/parley/storage/analytics"
 )
 
 // errClientGone ends a session whose client closed its side of the stream.
@@ -96,6 +97,7 @@ func (s *Server) runSession(ctx context.Context, proc metrics.Procedure, send fu
 		protocol = info.Protocol
 	}
 	s.streams.Opened(proc, protocol)
+	s.record(analytics.Event{Kind: analytics.EventConnectionOpened, At: s.now(), UserID: id.UserID, DeviceID: id.DeviceID})
 	var wg, acks sync.WaitGroup
 	wg.Go(ss.writeLoop)
 	wg.Go(func() { ss.sync(ctx, first) })
@@ -121,6 +123,7 @@ func (s *Server) runSession(ctx context.Context, proc metrics.Procedure, send fu
 	// The first Close counts: a slow consumer, say, ends the read loop
 	// with its own reason.
 	s.streams.Closed(proc, protocol, disconnectReason(conn.Err()))
+	s.record(analytics.Event{Kind: analytics.EventConnectionClosed, At: s.now(), UserID: id.UserID, DeviceID: id.DeviceID})
 
 	if errors.Is(reason, errClientGone) {
 		return nil

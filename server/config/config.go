@@ -94,6 +94,11 @@ type Config struct {
 	Auth auth.Config `yaml:"auth" env:"AUTH_"`
 	// Media bounds uploads and says where their bytes live.
 	Media MediaConfig `yaml:"media" env:"MEDIA_"`
+	// Admin says who may call the AdminService.
+	Admin AdminConfig `yaml:"admin" env:"ADMIN_"`
+	// Analytics says where the analytics events go and where the
+	// AdminService reads them.
+	Analytics AnalyticsConfig `yaml:"analytics" env:"ANALYTICS_"`
 	// Archive copies every committed message into a ClickHouse archive.
 	Archive ArchiveConfig `yaml:"archive" env:"ARCHIVE_"`
 }
@@ -109,6 +114,29 @@ type ArchiveConfig struct {
 	archive.Config `yaml:",inline" env:",inline"`
 	// ClickHouse is the archive's server; Addrs is required when Enabled.
 	ClickHouse clickhouse.Config `yaml:"clickhouse" env:"CLICKHOUSE_"`
+}
+
+// AdminConfig names the AdminService's admins.
+type AdminConfig struct {
+	// Users are the usernames of admins besides the first registered
+	// user, who always is one. Comma-separated in the environment
+	// (PARLEY_ADMIN_USERS=alice,bob); case-insensitive, as usernames are.
+	Users []string `yaml:"users" env:"USERS"`
+}
+
+// AnalyticsConfig is where analytics events are written and read.
+type AnalyticsConfig struct {
+	// Enabled records events (messages sent, delivered, read; streams
+	// opened and closed; never content). Default true. Off, the
+	// AdminService still answers from what was recorded before.
+	Enabled bool `yaml:"enabled" env:"ENABLED"`
+	// ClickHouse, with Addrs set, stores the events in ClickHouse and
+	// answers the AdminService from there. Unset, the embedded store
+	// keeps them; a postgres store without ClickHouse has no analytics
+	// (the AdminService answers FailedPrecondition).
+	ClickHouse clickhouse.Config `yaml:"clickhouse" env:"CLICKHOUSE_"`
+	// Writer batches the events (into ClickHouse or the embedded store).
+	Writer clickhouse.EventWriterConfig `yaml:"writer" env:"WRITER_"`
 }
 
 // Media storage backends (MediaConfig.Backend).
@@ -161,6 +189,7 @@ func Default() Config {
 		PresenceTTL:     30 * time.Second,
 		Cluster:         shard.Single(),
 		Media:           MediaConfig{MediaConfig: server.DefaultMediaConfig()},
+		Analytics:       AnalyticsConfig{Enabled: true},
 		Archive:         ArchiveConfig{Config: archive.DefaultConfig()},
 	}
 }

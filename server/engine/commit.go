@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/storage"
+	"github.com/parley-im/parley/storage/analytics"
 )
 
 // op is one unit of work for the committer: either a message to append
@@ -203,6 +204,13 @@ func (e *Engine) commitBatch(ctx context.Context, batch []*op) {
 			item.redeliver = append(item.redeliver, r.Message)
 		default:
 			item.messages = append(item.messages, r.Message)
+			if e.events != nil {
+				m := &r.Message
+				e.events.Record(analytics.Event{
+					Kind: analytics.EventMessageSent, At: m.CreatedAt, UserID: m.SenderID,
+					DeviceID: m.SenderDeviceID, ConversationID: m.ConversationID, Seq: m.Seq,
+				})
+			}
 		}
 		item.replies[i] = pendingReply{to: batch[i].reply, reply: sendReply{res: r}}
 	}

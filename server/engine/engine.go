@@ -20,6 +20,7 @@ import (
 	"github.com/parley-im/parley/server/hub"
 	"github.com/parley-im/parley/server/metrics"
 	"github.com/parley-im/parley/storage"
+	"github.com/parley-im/parley/storage/analytics"
 )
 
 // ErrClosed is returned by calls made after Close began.
@@ -89,6 +90,9 @@ type Engine struct {
 	members *memberCache
 	acks    *ackBuffer
 	m       *metrics.Engine
+	// events takes the analytics events of commits and reads; nil
+	// records none.
+	events EventRecorder
 
 	submit chan *op
 	fanout chan fanoutItem
@@ -125,6 +129,18 @@ func New(cfg Config, store Store, router Router, logger *slog.Logger) *Engine {
 		committed: make(chan struct{}),
 	}
 }
+
+// EventRecorder takes analytics events (never message content). Record
+// must not block: it is called on the commit path.
+type EventRecorder interface {
+	Record(e analytics.Event)
+}
+
+// SetEvents makes the engine record a message_sent event per committed
+// message (not for a duplicate send, nor for system notices) and a
+// message_read event per read mark that moves. nil records none. Call it
+// before Start.
+func (e *Engine) SetEvents(r EventRecorder) { e.events = r }
 
 // SetMetrics makes the engine record into m (nil: no metrics). Call it
 // before Start.

@@ -2,9 +2,11 @@ package engine
 
 import (
 	"context"
+	"time"
 
 	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
 	"github.com/parley-im/parley/storage"
+	"github.com/parley-im/parley/storage/analytics"
 )
 
 // Recall erases a message and appends notice, ordered with the
@@ -74,6 +76,7 @@ func (e *Engine) MarkRead(ctx context.Context, conversationID, userID string, se
 	if err != nil || !changed {
 		return last, err
 	}
+	e.recordRead(ctx, conversationID, userID, last)
 	f := &parleyv1.ServerFrame{Kind: &parleyv1.ServerFrame_Receipt{Receipt: &parleyv1.Receipt{
 		ConversationId: conversationID, UserId: userID, LastReadSeq: last,
 	}}}
@@ -91,4 +94,30 @@ func (e *Engine) Typing(ctx context.Context, conversationID, userID string, typi
 		ConversationId: conversationID, UserId: userID, Typing: typing,
 	}}}
 	return e.broadcast(ctx, conversationID, userID, f)
+}
+
+// recordRead records a message_read event for the message at the new read
+// mark seq, with its send→read latency: the time from its commit to now.
+// One event per moved mark, for its newest message: the messages below it
+// were read at the same time, and only the newest's latency says how long
+// the reader took to catch up. It costs one indexed read.
+func (e *Engine) recordRead(ctx context.Context, conversationID, userID string, seq uint64) {
+	if e.events == nil {
+		return
+	}
+	msgs, _, err := e.store.History(ctx, storage.HistoryQuery{
+		ConversationID: conversationID, Anchor: seq + 1, Direction: storage.Before, Limit: 1,
+	})
+	if err != nil || len(msgs) == 0 || msgs[0].Seq != seq {
+		// The read mark is stored; only an analytics event is lost.
+		if err != nil {
+			e.logger.Warn("read event: load message", "conversation_id", conversationID, "err", err)
+		}
+		return
+	}
+	now := time.Now()
+	e.events.Record(analytics.Event{
+		Kind: analytics.EventMessageRead, At: now, UserID: userID, ConversationID: conversationID,
+		Seq: seq, Latency: now.Sub(msgs[0].CreatedAt),
+	})
 }

@@ -16,6 +16,7 @@ import (
 
 	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
 	"github.com/parley-im/parley/server/metrics"
+	"github.com/parley-im/parley/storage/analytics"
 )
 
 const numShards = 64
@@ -42,7 +43,14 @@ type Hub struct {
 	nextID atomic.Uint64
 	count  atomic.Int64
 	m      *metrics.Hub
+	events EventRecorder
 	shards [numShards]shard
+}
+
+// EventRecorder takes analytics events (never message content). Record
+// must not block: it is called while fanning out.
+type EventRecorder interface {
+	Record(e analytics.Event)
 }
 
 type shard struct {
@@ -62,6 +70,15 @@ func New(cfg Config) *Hub {
 // SetMetrics makes the hub and its connections record into m (nil: no
 // metrics). Call it before the first Register.
 func (h *Hub) SetMetrics(m *metrics.Hub) { h.m = m }
+
+// SetEvents makes the hub record a message_delivered event for every
+// device a live message is handed to (the sender's other devices
+// included; system notices excepted), with the send→deliver latency
+// measured where parley_messages_delivery_latency_seconds is: from the
+// message's commit time to the hand-over. Messages a device gets on
+// catch-up after being away are not recorded: their latency is the time
+// it was offline. nil records none. Call it before the first Register.
+func (h *Hub) SetEvents(r EventRecorder) { h.events = r }
 
 func (h *Hub) shard(userID string) *shard {
 	return &h.shards[maphash.String(h.seed, userID)%numShards]
@@ -234,7 +251,7 @@ func (h *Hub) Route(_ context.Context, ds []Delivery) {
 	// One clock reading for the send→deliver latency of the whole batch
 	// (a commit's fan-out), which takes far less than a histogram bucket.
 	var now time.Time
-	if h.m != nil {
+	if h.m != nil || h.events != nil {
 		now = time.Now()
 	}
 	for _, d := range ds {
@@ -245,25 +262,43 @@ func (h *Hub) Route(_ context.Context, ds []Delivery) {
 // Deliver hands one delivery to the devices connected here.
 func (h *Hub) Deliver(d Delivery) {
 	var now time.Time
-	if h.m != nil {
+	if h.m != nil || h.events != nil {
 		now = time.Now()
 	}
 	h.deliver(d, now)
 }
 
 // deliver is Deliver, with now the time the delivery is handed over
-// (zero without metrics).
+// (zero without metrics and events).
 func (h *Hub) deliver(d Delivery, now time.Time) {
 	if d.Ack != nil {
 		h.DeliverToDevice(d.AckUser, d.AckDevice, d.Ack)
 	}
+	msg := d.Frame.GetMessage()
+	// System notices (joins, recalls) are not sent by anyone: like the
+	// engine's message_sent, delivered counts users' messages only.
+	record := h.events != nil && msg.GetCreatedAt() != nil && msg.GetKind() != parleyv1.MessageKind_MESSAGE_KIND_SYSTEM
 	n := 0
 	for _, u := range d.Users {
 		except := ""
 		if d.Ack != nil && u == d.AckUser {
 			except = d.AckDevice
 		}
-		n += h.DeliverToUser(u, except, d.Frame)
+		if !record {
+			n += h.DeliverToUser(u, except, d.Frame)
+			continue
+		}
+		for _, c := range h.userConns(u) {
+			if c.deviceID == except || !c.Deliver(d.Frame) {
+				continue
+			}
+			n++
+			h.events.Record(analytics.Event{
+				Kind: analytics.EventMessageDelivered, At: now, UserID: u, DeviceID: c.deviceID,
+				ConversationID: msg.GetConversationId(), Seq: msg.GetSeq(),
+				Latency: now.Sub(msg.GetCreatedAt().AsTime()),
+			})
+		}
 	}
 	if n > 0 && h.m != nil {
 		if created := d.Frame.GetMessage().GetCreatedAt(); created != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/parley-im/parley/storage"
+	"github.com/parley-im/parley/storage/analytics"
 )
 
 // Defaults for the zero values of EventWriterConfig.
@@ -136,7 +137,6 @@ func (c EventWriterConfig) withDefaults() (EventWriterConfig, error) {
 // cancelling Run's ctx. Record and Stats are safe for concurrent use,
 // before, during and after Run.
 type EventWriter struct {
-	db  *DB
 	cfg EventWriterConfig
 	// kick wakes Run when a full batch is buffered; flushReq carries
 	// Flush's requests; done is closed when Run returns.
@@ -181,16 +181,16 @@ type EventWriterStats struct {
 	Buffered int
 }
 
-// NewEventWriter returns a writer of events into db's events table. It
-// writes nothing until Run is started. db must stay open until Run has
-// returned.
-func NewEventWriter(db *DB, cfg EventWriterConfig) (*EventWriter, error) {
+// NewEventWriter returns a writer of events into db's events table (a
+// *DB, or another analytics.Writer with the same contract: the embedded
+// store batches through it too). It writes nothing until Run is started.
+// db must stay open until Run has returned.
+func NewEventWriter(db analytics.Writer, cfg EventWriterConfig) (*EventWriter, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: event writer: %w", err)
 	}
 	return &EventWriter{
-		db:       db,
 		write:    db.WriteEvents,
 		cfg:      cfg,
 		kick:     make(chan struct{}, 1),

@@ -143,6 +143,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	h := hub.New(cfg.Hub)
 	h.SetMetrics(m.Hub)
+	// Before the hub delivers anything; stopped after the engine.
+	an, err := openAnalytics(ctx, cfg, rawStore, node, reg, logger)
+	if err != nil {
+		return err
+	}
+	defer an.stop()
+	if an.writer != nil {
+		h.SetEvents(an.writer)
+	}
 	cl, err := openCluster(ctx, cfg, node, h, m.Route, logger)
 	if err != nil {
 		return err
@@ -150,6 +159,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer cl.close()
 	eng := engine.New(cfg.Engine, store, cl.router, logger)
 	eng.SetMetrics(m.Engine)
+	if an.writer != nil {
+		eng.SetEvents(an.writer)
+	}
 	eng.Start()
 	defer eng.Close(context.Background())
 
@@ -183,6 +195,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Interceptors: append(tr.Interceptors(), m.RPC.Interceptor()),
 		Fallback:     app,
 		Media:        mediaDeps,
+		Admin:        an.admin,
+		Events:       an.recorder(),
 	})
 	if err != nil {
 		return err
@@ -288,6 +302,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := eng.Close(shutdownCtx); err != nil {
 		logger.Warn("engine shutdown", "err", err)
 	}
+	// After the streams and the engine recorded their last events; the
+	// final flush writes them.
+	an.stop()
 	// After the engine: its last commits are in the outbox; the next
 	// archiver to hold the lease archives them.
 	stopArchive()
