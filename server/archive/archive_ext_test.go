@@ -137,6 +137,9 @@ type leaseSpy struct {
 	overlap *atomic.Bool
 	// crashed makes ReleaseLease a no-op, as if the process died.
 	crashed atomic.Bool
+	// dst is the archive; the spy is its archiver's archive too, so that
+	// a failed write ends the batch.
+	dst storage.MessageArchive
 }
 
 func (s *leaseSpy) ReadOutbox(ctx context.Context, limit int) ([]storage.OutboxEntry, error) {
@@ -164,6 +167,16 @@ func (s *leaseSpy) LoadMessages(ctx context.Context, keys []storage.MessageKey) 
 	return ms, err
 }
 
+// ArchiveMessages writes to dst; a failed write (the archiver stopped
+// mid-batch) ends the batch.
+func (s *leaseSpy) ArchiveMessages(ctx context.Context, msgs []storage.Message) error {
+	err := s.dst.ArchiveMessages(ctx, msgs)
+	if err != nil {
+		s.inBatch.Add(-1)
+	}
+	return err
+}
+
 func (s *leaseSpy) ReleaseLease(ctx context.Context, name, holder string) error {
 	if s.crashed.Load() {
 		return nil
@@ -184,13 +197,13 @@ func TestOneArchiverAtATime(t *testing.T) {
 	var inBatch atomic.Int64
 	var overlap atomic.Bool
 	spy := func() *leaseSpy {
-		return &leaseSpy{ArchiveStore: openPostgres(t, dsn), inBatch: &inBatch, overlap: &overlap}
+		return &leaseSpy{ArchiveStore: openPostgres(t, dsn), inBatch: &inBatch, overlap: &overlap, dst: db}
 	}
 	a, b := spy(), spy()
 	w := newWorld(t, a, 3)
 	cfg := testConfig()
-	ra := start(t, archive.New(cfg, a, db, "a", discard(), nil))
-	rb := start(t, archive.New(cfg, b, db, "b", discard(), nil))
+	ra := start(t, archive.New(cfg, a, a, "a", discard(), nil))
+	rb := start(t, archive.New(cfg, b, b, "b", discard(), nil))
 
 	var holder, other *leaseSpy
 	var rHolder, rOther *running
@@ -203,7 +216,7 @@ func TestOneArchiverAtATime(t *testing.T) {
 		_, err := w.send(ctx, 40)
 		require.NoError(t, err)
 	}
-	waitDrained(t, a)
+	waitDrained(t, a.ArchiveStore)
 	// Many idle polls of the holder pass while the other keeps trying.
 	target := holder.reads.Load() + 20
 	require.Eventually(t, func() bool { return holder.reads.Load() >= target }, 30*time.Second, 5*time.Millisecond)
@@ -216,17 +229,17 @@ func TestOneArchiverAtATime(t *testing.T) {
 	require.Less(t, time.Since(crashedAt), 2*cfg.LeaseTTL, "taken over within about the TTL")
 	_, err := w.send(ctx, 40)
 	require.NoError(t, err)
-	waitDrained(t, a)
+	waitDrained(t, a.ArchiveStore)
 
 	// A clean stop releases the lease: a third archiver takes it at once,
 	// without waiting for the TTL (it polls every TTL/3).
 	c := spy()
-	start(t, archive.New(cfg, c, db, "c", discard(), nil))
+	start(t, archive.New(cfg, c, c, "c", discard(), nil))
 	rOther.stop(t)
 	require.Eventually(t, func() bool { return c.reads.Load() > 0 }, cfg.LeaseTTL, 5*time.Millisecond)
 	_, err = w.send(ctx, 40)
 	require.NoError(t, err)
-	waitDrained(t, a)
+	waitDrained(t, a.ArchiveStore)
 	require.False(t, overlap.Load(), "two archivers were in a batch at once")
 	requireArchived(t, w, db)
 }

@@ -218,7 +218,7 @@ func requireArchived(t testing.TB, w *world, db *clickhouse.DB) {
 		for i, m := range want {
 			a := got[i]
 			exp := clickhouse.NewArchivedMessage(m)
-			exp.Version = clickhouse.StateVersion(exp)
+			exp.Version = clickhouse.ArchiveVersion(exp)
 			require.Equal(t, exp, a, "conversation %s seq %d", c, m.Seq)
 			if !m.RecalledAt.IsZero() {
 				require.Empty(t, a.Body, "a recalled message keeps no content")

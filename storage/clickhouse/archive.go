@@ -9,13 +9,28 @@ import (
 var _ storage.MessageArchive = (*DB)(nil)
 
 // ArchiveMessages writes the current state of msgs from the primary store
-// (NewArchivedMessage, version StateVersion) in one batch, as
-// storage.MessageArchive specifies: a recalled message is written without
-// its body, and its state outranks the one written at creation.
+// in one batch, as storage.MessageArchive specifies: a recalled message is
+// written without its body, and its state outranks every other state of
+// the message (ArchiveVersion), even one created in the same millisecond.
 func (db *DB) ArchiveMessages(ctx context.Context, msgs []storage.Message) error {
 	rows := make([]ArchivedMessage, len(msgs))
 	for i, m := range msgs {
 		rows[i] = NewArchivedMessage(m)
+		rows[i].Version = ArchiveVersion(rows[i])
 	}
 	return db.WriteMessages(ctx, rows)
+}
+
+// ArchiveVersion is the Version ArchiveMessages writes m with:
+// StateVersion, plus one for a recalled state. The primary store keeps
+// milliseconds, so a message recalled in the millisecond it was created
+// would otherwise tie with its first state, and readers could see either:
+// the recalled content must never be the one they see. A recall is final
+// (nothing changes a recalled message), so nothing needs to outrank it.
+func ArchiveVersion(m ArchivedMessage) uint64 {
+	v := StateVersion(m)
+	if !m.RecalledAt.IsZero() {
+		v++
+	}
+	return v
 }
