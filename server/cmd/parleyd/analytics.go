@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -38,28 +40,30 @@ func (a *analyticsParts) recorder() server.EventRecorder {
 }
 
 // openAnalytics picks where events go and where the AdminService reads
-// them: ClickHouse when analytics.clickhouse.addrs is set, else the
-// embedded store; a postgres store without ClickHouse has no analytics.
-// With analytics.enabled it starts the event writer, which the caller
-// stops with stop after the last event was recorded (after the streams
-// closed and the engine stopped) and before the store closes.
+// them: ClickHouse when analytics.clickhouse.addrs is set (else
+// archive.clickhouse when the archive is enabled), else the embedded
+// store; a postgres store without ClickHouse has no analytics. ClickHouse
+// is opened in the background, retrying, so that an outage does not keep
+// parleyd from serving: until it answers, queries are Unavailable and the
+// writer buffers (then drops and counts) events. With analytics.enabled
+// it starts the event writer, which the caller stops with stop after the
+// last event was recorded (after the streams closed and the engine
+// stopped) and before the store closes.
 func openAnalytics(ctx context.Context, cfg config.Config, store storage.Store, node string, reg prometheus.Registerer, logger *slog.Logger) (*analyticsParts, error) {
 	first, ok := store.(server.FirstUserStore)
 	if !ok {
 		return nil, errors.New("analytics: the store does not know its first user")
 	}
 	a := &analyticsParts{admin: &server.AdminDeps{FirstUser: first, Usernames: cfg.Admin.Users}, stop: func() {}}
-	var (
-		sink analytics.Writer
-		db   *clickhouse.DB
-	)
-	if len(cfg.Analytics.ClickHouse.Addrs) > 0 {
-		var err error
-		if db, err = clickhouse.Open(ctx, cfg.Analytics.ClickHouse); err != nil {
-			return nil, fmt.Errorf("analytics: %w", err)
-		}
+	chCfg := cfg.Analytics.ClickHouse
+	if len(chCfg.Addrs) == 0 && cfg.Archive.Enabled {
+		chCfg = cfg.Archive.ClickHouse
+	}
+	var sink analytics.Writer
+	if len(chCfg.Addrs) > 0 {
+		db := openLazy(ctx, chCfg, logger)
 		a.admin.Analytics, sink = db, db
-		a.stop = func() { _ = db.Close() }
+		a.stop = db.close
 	} else if rw, ok := store.(interface {
 		analytics.Reader
 		analytics.Writer
@@ -104,4 +108,104 @@ func openAnalytics(ctx context.Context, cfg config.Config, store storage.Store, 
 		closeDB()
 	})
 	return a, nil
+}
+
+// lazyClickHouse is a ClickHouse opened in the background: until it
+// answers, every call fails with storage.ErrUnavailable (the AdminService
+// says Unavailable; the event writer keeps the batch and retries).
+type lazyClickHouse struct {
+	db     atomic.Pointer[clickhouse.DB]
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// openLazy starts opening cfg's ClickHouse; close stops trying and closes
+// it.
+func openLazy(ctx context.Context, cfg clickhouse.Config, logger *slog.Logger) *lazyClickHouse {
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	l := &lazyClickHouse{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		// openArchive retries with backoff until ClickHouse answers or
+		// runCtx ends (nil).
+		if db := openArchive(runCtx, cfg, logger.With("backend", "clickhouse")); db != nil {
+			l.db.Store(db)
+		}
+	}()
+	return l
+}
+
+// close stops opening and closes the DB, if open. Call it once, after
+// the last use.
+func (l *lazyClickHouse) close() {
+	l.cancel()
+	<-l.done
+	if db := l.db.Load(); db != nil {
+		_ = db.Close()
+	}
+}
+
+var errNotConnected = fmt.Errorf("analytics: clickhouse not connected yet: %w", storage.ErrUnavailable)
+
+func (l *lazyClickHouse) get() (*clickhouse.DB, error) {
+	if db := l.db.Load(); db != nil {
+		return db, nil
+	}
+	return nil, errNotConnected
+}
+
+func (l *lazyClickHouse) WriteEvents(ctx context.Context, events []analytics.Event) error {
+	db, err := l.get()
+	if err != nil {
+		return err
+	}
+	return db.WriteEvents(ctx, events)
+}
+
+func (l *lazyClickHouse) MessageVolume(ctx context.Context, from, to time.Time, b analytics.Bucket) ([]analytics.Count, error) {
+	db, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return db.MessageVolume(ctx, from, to, b)
+}
+
+func (l *lazyClickHouse) DailyActiveUsers(ctx context.Context, from, to time.Time) ([]analytics.ActiveUsers, error) {
+	db, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return db.DailyActiveUsers(ctx, from, to)
+}
+
+func (l *lazyClickHouse) MonthlyActiveUsers(ctx context.Context, from, to time.Time) ([]analytics.ActiveUsers, error) {
+	db, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return db.MonthlyActiveUsers(ctx, from, to)
+}
+
+func (l *lazyClickHouse) Latency(ctx context.Context, from, to time.Time) ([]analytics.LatencyPercentiles, error) {
+	db, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return db.Latency(ctx, from, to)
+}
+
+func (l *lazyClickHouse) BusiestConversations(ctx context.Context, from, to time.Time, n int) ([]analytics.ConversationVolume, error) {
+	db, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return db.BusiestConversations(ctx, from, to, n)
+}
+
+func (l *lazyClickHouse) ConnectionsOverTime(ctx context.Context, from, to time.Time, b analytics.Bucket) ([]analytics.Connections, error) {
+	db, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return db.ConnectionsOverTime(ctx, from, to, b)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,20 +44,34 @@ func TestAnalyticsPostgresNeedsClickHouse(t *testing.T) {
 	require.Equal(t, connect.CodePermissionDenied, connect.CodeOf(err), "%v", err)
 }
 
-// With analytics.clickhouse set, parleyd writes its events to ClickHouse
-// through the EventWriter and answers the AdminService from there; the
-// writer's counters are on /metrics.
+// With analytics.clickhouse set (or, without it, an enabled archive's
+// clickhouse), parleyd writes its events to ClickHouse through the
+// EventWriter and answers the AdminService from there; the writer's
+// counters are on /metrics.
 func TestAnalyticsClickHouse(t *testing.T) {
 	t.Parallel()
 	ch := realsvc.StartClickHouseTB(t)
-	db := ch.NewDatabase(t)
-	ts := startServerEnv(t, map[string]string{
-		"PARLEY_ANALYTICS_CLICKHOUSE_ADDRS":           ch.Addr(),
-		"PARLEY_ANALYTICS_CLICKHOUSE_DATABASE":        db,
-		"PARLEY_ANALYTICS_WRITER_FLUSH_INTERVAL":      "10ms",
-		"PARLEY_ANALYTICS_CLICKHOUSE_CALL_TIMEOUT":    "20s",
-		"PARLEY_ANALYTICS_WRITER_FINAL_FLUSH_TIMEOUT": "20s",
-	})
+	for _, prefix := range []string{"PARLEY_ANALYTICS_CLICKHOUSE_", "PARLEY_ARCHIVE_CLICKHOUSE_"} {
+		t.Run(strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(prefix, "PARLEY_"), "_")), func(t *testing.T) {
+			t.Parallel()
+			testAnalyticsClickHouse(t, map[string]string{
+				"PARLEY_ARCHIVE_ENABLED":                      "true",
+				prefix + "ADDRS":                              ch.Addr(),
+				prefix + "DATABASE":                           ch.NewDatabase(t),
+				prefix + "CALL_TIMEOUT":                       "20s",
+				"PARLEY_ANALYTICS_WRITER_FLUSH_INTERVAL":      "10ms",
+				"PARLEY_ANALYTICS_WRITER_FINAL_FLUSH_TIMEOUT": "20s",
+			})
+		})
+	}
+}
+
+func testAnalyticsClickHouse(t *testing.T, env map[string]string) {
+	if env["PARLEY_ARCHIVE_CLICKHOUSE_ADDRS"] == "" {
+		// The archive needs its own ClickHouse; analytics is tested alone.
+		delete(env, "PARLEY_ARCHIVE_ENABLED")
+	}
+	ts := startServerEnv(t, env)
 	hc := h2cClient()
 	alice := register(t, hc, ts.url, "alice")
 	bob := register(t, hc, ts.url, "bob")
@@ -80,6 +95,9 @@ func TestAnalyticsClickHouse(t *testing.T) {
 	admin := adminOf(hc, ts.url, alice)
 	require.Eventually(t, func() bool {
 		res, err := admin.GetConnections(t.Context(), &parleyv1.GetConnectionsRequest{Range: lastHour(), Bucket: parleyv1.TimeBucket_TIME_BUCKET_DAY})
+		if connect.CodeOf(err) == connect.CodeUnavailable {
+			return false // ClickHouse is opened in the background
+		}
 		require.NoError(t, err)
 		var closed uint64
 		for _, b := range res.GetBuckets() {

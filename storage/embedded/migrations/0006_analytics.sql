@@ -9,7 +9,7 @@
 -- unknown outcome keeps one row per event: event_id is the key and
 -- writes are INSERT OR IGNORE. latency_ms is send→deliver for
 -- message_delivered, send→read for message_read, 0 otherwise.
-CREATE TABLE events (
+CREATE TABLE IF NOT EXISTS events (
     event_id        BLOB PRIMARY KEY,
     kind            INTEGER NOT NULL,
     at              INTEGER NOT NULL,
@@ -22,17 +22,17 @@ CREATE TABLE events (
 ) STRICT, WITHOUT ROWID;
 
 -- Every query selects one or two kinds over a time range.
-CREATE INDEX events_kind_at ON events (kind, at);
+CREATE INDEX IF NOT EXISTS events_kind_at ON events (kind, at);
 
 -- The first registered user, an admin of the AdminService (the server
 -- adds the configured admins). One row at most: CreateUser inserts it in
 -- the user's transaction unless it exists, so of two registrations racing
 -- for the empty table exactly one becomes the first user. A database
 -- with users already gets its earliest.
-CREATE TABLE first_user (
+CREATE TABLE IF NOT EXISTS first_user (
     one     INTEGER PRIMARY KEY CHECK (one = 1),
     user_id TEXT NOT NULL REFERENCES users (id)
 ) STRICT;
 
-INSERT INTO first_user (one, user_id)
+INSERT OR IGNORE INTO first_user (one, user_id)
 SELECT 1, id FROM users ORDER BY created_at, id LIMIT 1;

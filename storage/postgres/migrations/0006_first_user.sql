@@ -5,10 +5,11 @@
 -- primary key until the first commits and then inserts nothing; exactly
 -- one becomes the first user. A database with users already gets its
 -- earliest.
-CREATE TABLE first_user (
+CREATE TABLE IF NOT EXISTS first_user (
     one     boolean PRIMARY KEY DEFAULT true CHECK (one),
     user_id text NOT NULL REFERENCES users (id)
 );
 
 INSERT INTO first_user (user_id)
-SELECT id FROM users ORDER BY created_at, id LIMIT 1;
+SELECT id FROM users ORDER BY created_at, id LIMIT 1
+ON CONFLICT DO NOTHING;
