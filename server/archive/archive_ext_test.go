@@ -246,16 +246,20 @@ func TestOneArchiverAtATime(t *testing.T) {
 
 // cancelAfter is an archive that cancels its archiver after its n-th
 // write has reached ClickHouse and before the archiver can ack it: a kill
-// in the middle of a batch.
+// in the middle of a batch. killed is that write's messages.
 type cancelAfter struct {
 	storage.MessageArchive
 	n      atomic.Int64
 	cancel func()
+	killed []storage.MessageKey
 }
 
 func (c *cancelAfter) ArchiveMessages(ctx context.Context, msgs []storage.Message) error {
 	err := c.MessageArchive.ArchiveMessages(ctx, msgs)
 	if err == nil && c.n.Add(-1) == 0 {
+		for _, m := range msgs {
+			c.killed = append(c.killed, storage.MessageKey{ConversationID: m.ConversationID, Seq: m.Seq})
+		}
 		c.cancel()
 	}
 	return err
@@ -304,9 +308,18 @@ func TestFaultKillAndRestart(t *testing.T) {
 	go func() { done1 <- a1.Run(ctx1) }()
 	require.NoError(t, <-done1)
 	cancel1()
-	n, _, err := s.OutboxLag(ctx)
+	// The killed batch was written but not acked: it is all still in the
+	// outbox, to be archived again.
+	require.NotEmpty(t, dst1.killed)
+	pending, err := s.ReadOutbox(ctx, 1_000_000)
 	require.NoError(t, err)
-	require.Positive(t, n, "the killed batch is still in the outbox")
+	inOutbox := make(map[storage.MessageKey]bool, len(pending))
+	for _, e := range pending {
+		inOutbox[e.Key] = true
+	}
+	for _, k := range dst1.killed {
+		require.True(t, inOutbox[k], "killed batch entry %v acked", k)
+	}
 
 	// Second archiver, with ClickHouse going down and up under it.
 	reg := prometheus.NewRegistry()
@@ -335,4 +348,60 @@ func TestFaultKillAndRestart(t *testing.T) {
 	r2.stop(t)
 	require.Equal(t, int64(writers*batches*batch), sent.Load())
 	requireArchived(t, w, db)
+}
+
+// denySpy refuses lease renewals once deny is set, with a refusal or an
+// error, and counts the outbox reads that follow a refused renewal.
+type denySpy struct {
+	storagetest.ArchiveStore
+	deny      atomic.Bool
+	withError bool
+	denied    atomic.Int64
+	reads     atomic.Int64
+	// readsAfterDenial counts reads after the first refused renewal.
+	readsAfterDenial atomic.Int64
+}
+
+func (s *denySpy) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	if s.deny.Load() {
+		s.denied.Add(1)
+		if s.withError {
+			return false, storage.ErrUnavailable
+		}
+		return false, nil
+	}
+	return s.ArchiveStore.AcquireLease(ctx, name, holder, ttl)
+}
+
+func (s *denySpy) ReadOutbox(ctx context.Context, limit int) ([]storage.OutboxEntry, error) {
+	s.reads.Add(1)
+	if s.denied.Load() > 0 {
+		s.readsAfterDenial.Add(1)
+	}
+	return s.ArchiveStore.ReadOutbox(ctx, limit)
+}
+
+// TestStopsWhenRenewalFails: the moment a renewal is refused (another
+// holder) or fails (the store is unreachable), the archiver stops
+// archiving and reports it is not the leader; it keeps trying to take
+// the lease again.
+func TestStopsWhenRenewalFails(t *testing.T) {
+	t.Parallel()
+	for _, withError := range []bool{false, true} {
+		t.Run(map[bool]string{false: "refused", true: "error"}[withError], func(t *testing.T) {
+			t.Parallel()
+			s := &denySpy{ArchiveStore: openEmbedded(t), withError: withError}
+			reg := prometheus.NewRegistry()
+			m, err := metrics.New(reg)
+			require.NoError(t, err)
+			cfg := archive.Config{BatchSize: 10, Interval: 5 * time.Millisecond, LeaseTTL: 300 * time.Millisecond}
+			start(t, archive.New(cfg, s, openArchive(t, ch), "node", discard(), m.Archive))
+			require.Eventually(t, func() bool { return s.reads.Load() > 0 }, 30*time.Second, 5*time.Millisecond)
+			s.deny.Store(true)
+			// Three refused attempts: the renewal and two retries.
+			require.Eventually(t, func() bool { return s.denied.Load() >= 3 }, 30*time.Second, 5*time.Millisecond)
+			require.Zero(t, s.readsAfterDenial.Load(), "archived after losing the lease")
+			require.InDelta(t, 0.0, value(reg, "parley_archive_leader"), 0)
+		})
+	}
 }
