@@ -111,6 +111,22 @@ func testAnalyticsClickHouse(t *testing.T, env map[string]string) {
 	require.Len(t, vol.GetConversations(), 1)
 	require.Equal(t, cid, vol.GetConversations()[0].GetConversationId())
 	require.EqualValues(t, 2, vol.GetConversations()[0].GetMessages())
+	volume, err := admin.GetMessageVolume(t.Context(), &parleyv1.GetMessageVolumeRequest{Range: lastHour(), Bucket: parleyv1.TimeBucket_TIME_BUCKET_HOUR})
+	require.NoError(t, err)
+	var sent uint64
+	for _, b := range volume.GetBuckets() {
+		require.Zero(t, b.GetStart().AsTime().Minute(), "hour buckets start on the hour")
+		sent += b.GetCount()
+	}
+	require.EqualValues(t, 2, sent)
+	active, err := admin.GetActiveUsers(t.Context(), &parleyv1.GetActiveUsersRequest{Range: lastHour(), Period: parleyv1.ActivePeriod_ACTIVE_PERIOD_MONTH})
+	require.NoError(t, err)
+	var most uint64
+	for _, p := range active.GetPeriods() {
+		require.Equal(t, 1, p.GetStart().AsTime().Day(), "months start on the 1st")
+		most = max(most, p.GetUsers())
+	}
+	require.EqualValues(t, 2, most, "alice sent, bob connected")
 	lat, err := admin.GetLatency(t.Context(), &parleyv1.GetLatencyRequest{Range: lastHour()})
 	require.NoError(t, err)
 	require.EqualValues(t, 2, lat.GetDeliver().GetCount())
