@@ -63,7 +63,7 @@ func openAnalytics(ctx context.Context, cfg config.Config, store storage.Store, 
 	if len(chCfg.Addrs) > 0 {
 		db := openLazy(ctx, chCfg, logger)
 		a.admin.Analytics, sink = db, db
-		a.stop = db.close
+		a.stop = sync.OnceFunc(db.close)
 	} else if rw, ok := store.(interface {
 		analytics.Reader
 		analytics.Writer
@@ -135,8 +135,8 @@ func openLazy(ctx context.Context, cfg clickhouse.Config, logger *slog.Logger) *
 	return l
 }
 
-// close stops opening and closes the DB, if open. Call it once, after
-// the last use.
+// close stops opening and closes the DB, if open, after the last use.
+// A second call waits for nothing and closes nothing more.
 func (l *lazyClickHouse) close() {
 	l.cancel()
 	<-l.done
