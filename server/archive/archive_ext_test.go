@@ -2,6 +2,7 @@ package archive_test
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -403,5 +404,36 @@ func TestStopsWhenRenewalFails(t *testing.T) {
 			require.Zero(t, s.readsAfterDenial.Load(), "archived after losing the lease")
 			require.InDelta(t, 0.0, value(reg, "parley_archive_leader"), 0)
 		})
+	}
+}
+
+// TestRunLeavesNoGoroutines: once Run has returned and the store and
+// the archive are closed, the goroutines are back to what they were
+// before. Not parallel: it counts the process's goroutines.
+func TestRunLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	s := openEmbedded(t)
+	db := openArchive(t, ch)
+	w := newWorld(t, s, 2)
+	_, err := w.send(t.Context(), 10)
+	require.NoError(t, err)
+
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	require.NoError(t, err)
+	r := start(t, archive.New(testConfig(), s, db, "node", discard(), m.Archive))
+	require.Eventually(t, func() bool { return value(reg, "parley_archive_messages_total") >= 10 }, 30*time.Second, 5*time.Millisecond)
+	r.stop(t)
+	r.stop(t) // idempotent
+	require.NoError(t, s.Close())
+	require.NoError(t, db.Close())
+	// A bounded poll from this goroutine: require.Eventually's own
+	// goroutines would be counted.
+	for deadline := time.Now().Add(10 * time.Second); runtime.NumGoroutine() > before; {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("goroutines: %d before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
