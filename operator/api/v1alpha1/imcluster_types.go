@@ -58,9 +58,9 @@ type IMClusterSpec struct {
 	// +optional
 	S3 *S3Spec `json:"s3,omitempty"`
 
-	// ClickHouse is the message archive and analytics store. Reserved:
-	// parleyd does not use it yet, and the operator only checks the
-	// Secret exists.
+	// ClickHouse holds the message archive and the analytics events.
+	// With it, every pod runs the archiver (one at a time archives, under
+	// a lease in PostgreSQL) and the AdminService answers from it.
 	// +optional
 	ClickHouse *ClickHouseSpec `json:"clickhouse,omitempty"`
 
@@ -151,10 +151,23 @@ type SecretKeyRef struct {
 	Key string `json:"key"`
 }
 
-// ClickHouseSpec locates ClickHouse.
+// ClickHouseSpec locates ClickHouse (native protocol).
 type ClickHouseSpec struct {
-	// DSNSecret holds a clickhouse:// URL.
-	DSNSecret SecretKeyRef `json:"dsnSecret"`
+	// Addrs are host:port addresses of the native protocol (9000; 9440
+	// with TLS).
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:items:MinLength=1
+	Addrs []string `json:"addrs"`
+	// Database must exist; empty means "default".
+	// +optional
+	Database string `json:"database,omitempty"`
+	// TLS talks TLS to ClickHouse.
+	// +optional
+	TLS bool `json:"tls,omitempty"`
+	// CredentialsSecret names a Secret with the keys username and
+	// password; unset means ClickHouse's default user without a password.
+	// +optional
+	CredentialsSecret *SecretRef `json:"credentialsSecret,omitempty"`
 }
 
 // SecretRef names a Secret in the cluster's namespace.

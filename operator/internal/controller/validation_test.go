@@ -46,6 +46,7 @@ func TestInvalidSpecsAreRejectedByTheAPIServer(t *testing.T) {
 		{"pull policy", func(c *imv1.IMCluster) { c.Spec.ImagePullPolicy = "Sometimes" }, "spec.imagePullPolicy"},
 		{"service type", func(c *imv1.IMCluster) { c.Spec.Service.Type = "ExternalName" }, "spec.service.type"},
 		{"TLS secret unnamed", func(c *imv1.IMCluster) { c.Spec.TLS = &imv1.TLSSpec{} }, "spec.tls.secretName"},
+		{"ClickHouse without addresses", func(c *imv1.IMCluster) { c.Spec.ClickHouse = &imv1.ClickHouseSpec{} }, "spec.clickhouse.addrs"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

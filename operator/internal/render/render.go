@@ -222,6 +222,13 @@ func ConfigFile(c *imv1.IMCluster) ([]byte, error) {
 	} else {
 		setPath(cfg, []string{"media", "backend"}, "none")
 	}
+	if ch := c.Spec.ClickHouse; ch != nil {
+		// Analytics follows the archive's ClickHouse when its own is unset.
+		setPath(cfg, []string{"archive", "enabled"}, true)
+		setPath(cfg, []string{"archive", "clickhouse", "addrs"}, ch.Addrs)
+		setPath(cfg, []string{"archive", "clickhouse", "database"}, ch.Database)
+		setPath(cfg, []string{"archive", "clickhouse", "tls"}, ch.TLS)
+	}
 	b, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("spec.config: %w", err)
@@ -318,8 +325,10 @@ func SecretRefs(c *imv1.IMCluster) []imv1.SecretKeyRef {
 			imv1.SecretKeyRef{Name: s3.CredentialsSecret.Name, Key: "accessKeyID"},
 			imv1.SecretKeyRef{Name: s3.CredentialsSecret.Name, Key: "secretAccessKey"})
 	}
-	if ch := c.Spec.ClickHouse; ch != nil {
-		refs = append(refs, ch.DSNSecret)
+	if ch := c.Spec.ClickHouse; ch != nil && ch.CredentialsSecret != nil {
+		refs = append(refs,
+			imv1.SecretKeyRef{Name: ch.CredentialsSecret.Name, Key: "username"},
+			imv1.SecretKeyRef{Name: ch.CredentialsSecret.Name, Key: "password"})
 	}
 	if t := c.Spec.TLS; t != nil {
 		refs = append(refs,
@@ -363,6 +372,11 @@ func StatefulSet(c *imv1.IMCluster, shard int32, in Inputs) *appsv1.StatefulSet 
 		env = append(env,
 			secretEnv("PARLEY_MEDIA_S3_ACCESS_KEY_ID", imv1.SecretKeyRef{Name: s3.CredentialsSecret.Name, Key: "accessKeyID"}),
 			secretEnv("PARLEY_MEDIA_S3_SECRET_ACCESS_KEY", imv1.SecretKeyRef{Name: s3.CredentialsSecret.Name, Key: "secretAccessKey"}))
+	}
+	if ch := c.Spec.ClickHouse; ch != nil && ch.CredentialsSecret != nil {
+		env = append(env,
+			secretEnv("PARLEY_ARCHIVE_CLICKHOUSE_USERNAME", imv1.SecretKeyRef{Name: ch.CredentialsSecret.Name, Key: "username"}),
+			secretEnv("PARLEY_ARCHIVE_CLICKHOUSE_PASSWORD", imv1.SecretKeyRef{Name: ch.CredentialsSecret.Name, Key: "password"}))
 	}
 	env = append(env, c.Spec.Env...)
 

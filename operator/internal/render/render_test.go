@@ -155,6 +155,7 @@ func TestConfigFileLoadsInParleyd(t *testing.T) {
 	}
 	c.Spec.S3 = &imv1.S3Spec{Endpoint: "minio.im.svc:9000", Bucket: "media", Insecure: true, CredentialsSecret: imv1.SecretRef{Name: "s3"}}
 	c.Spec.TLS = &imv1.TLSSpec{SecretName: "chat-tls"}
+	c.Spec.ClickHouse = &imv1.ClickHouseSpec{Addrs: []string{"ch-0:9000", "ch-1:9000"}, Database: "parley", CredentialsSecret: &imv1.SecretRef{Name: "ch"}}
 	cm, err := render.ConfigMap(c)
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +179,7 @@ func TestConfigFileLoadsInParleyd(t *testing.T) {
 		case e.ValueFrom.SecretKeyRef != nil:
 			vars[e.Name] = map[string]string{
 				"dsn": "postgres://parley@db/parley", "url": "redis://redis:6379/0",
-				"accessKeyID": "ak", "secretAccessKey": "sk",
+				"accessKeyID": "ak", "secretAccessKey": "sk", "username": "chu", "password": "chp",
 			}[e.ValueFrom.SecretKeyRef.Key]
 		}
 	}
@@ -201,6 +202,9 @@ func TestConfigFileLoadsInParleyd(t *testing.T) {
 	}
 	if cfg.MediaBackend() != "s3" || cfg.Media.S3.Bucket != "media" || cfg.Media.S3.UseTLS || cfg.Media.S3.AccessKeyID != "ak" {
 		t.Errorf("media %+v, want s3 bucket media without TLS, key from the Secret", cfg.Media)
+	}
+	if a := cfg.Archive; !a.Enabled || len(a.ClickHouse.Addrs) != 2 || a.ClickHouse.Database != "parley" || a.ClickHouse.Username != "chu" || a.ClickHouse.Password != "chp" {
+		t.Errorf("archive %+v, want enabled on ch-0 and ch-1, database parley, credentials from the Secret", a)
 	}
 	if cfg.TLS.CertFile != "/etc/parley/tls/tls.crt" || cfg.TLS.KeyFile != "/etc/parley/tls/tls.key" {
 		t.Errorf("tls %+v, want the mounted Secret's tls.crt and tls.key", cfg.TLS)
@@ -251,6 +255,7 @@ func TestSecretRefsCoverEveryMountedSecret(t *testing.T) {
 	c := cluster()
 	c.Spec.S3 = &imv1.S3Spec{Endpoint: "s3", Bucket: "b", CredentialsSecret: imv1.SecretRef{Name: "s3"}}
 	c.Spec.TLS = &imv1.TLSSpec{SecretName: "chat-tls"}
+	c.Spec.ClickHouse = &imv1.ClickHouseSpec{Addrs: []string{"ch:9000"}, CredentialsSecret: &imv1.SecretRef{Name: "ch"}}
 	refs := map[string]bool{}
 	for _, r := range render.SecretRefs(c) {
 		refs[r.Name] = true
