@@ -27,11 +27,11 @@ const racyWindow = 2 * time.Second
 // Every handshake stats both files (following symlinks), and loads them
 // again when either's identity (device and inode), size or modification
 // time differs from the last attempt's. Stat on every handshake rather
-// than on a timer, because it is cheap: under 10 µs through the Secret's
-// symlinks (BenchmarkGetCertificate), a percent or two of a full
-// handshake's key exchange and signatures (about 1 ms for client and
-// server together, BenchmarkHandshake), and resumed TLS 1.3 sessions do
-// not call GetCertificate at all. In return a
+// than on a timer, because it is cheap: 7-9 µs through the Secret's
+// symlinks (BenchmarkGetCertificate), under one percent of a full
+// handshake's key exchange and signatures (1.1-1.9 ms for client and
+// server together, BenchmarkHandshake; both on a 2-CPU amd64 VM), and
+// resumed TLS 1.3 sessions do not call GetCertificate at all. In return a
 // renewed certificate is served from the first handshake after it lands,
 // there is no goroutine to own and stop, and tests need not wait out an
 // interval.

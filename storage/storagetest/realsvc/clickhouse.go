@@ -106,13 +106,15 @@ const chUsers = `<?xml version="1.0"?>
 type ClickHouse struct {
 	bin string
 	dir string
-
-	mu       sync.Mutex
+	// The ports are chosen before StartClickHouse returns and kept by
+	// Restart, so they need no lock.
 	tcpPort  int
 	httpPort int
-	cmd      *exec.Cmd
-	exited   chan struct{} // closed when cmd has been waited for
-	stopped  bool
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when cmd has been waited for
+	stopped bool
 }
 
 // StartClickHouse starts a clickhouse-server on free loopback ports and
@@ -137,8 +139,11 @@ func StartClickHouse() (*ClickHouse, error) {
 		return nil, fmt.Errorf("realsvc: clickhouse: %w", err)
 	}
 	for attempt := 1; ; attempt++ {
-		err = c.pickPorts()
-		if err == nil {
+		ports, err := freePorts(2)
+		if err != nil {
+			err = fmt.Errorf("realsvc: clickhouse: %w", err)
+		} else {
+			c.tcpPort, c.httpPort = ports[0], ports[1]
 			err = c.start()
 		}
 		if err == nil {
@@ -172,15 +177,11 @@ func StartClickHouseTB(tb testing.TB) *ClickHouse {
 // Addr is the native protocol's host:port (what clickhouse-go dials).
 // It stays the same across Halt and Restart.
 func (c *ClickHouse) Addr() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(c.tcpPort))
 }
 
 // HTTPAddr is the HTTP interface's host:port.
 func (c *ClickHouse) HTTPAddr() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(c.httpPort))
 }
 
@@ -200,7 +201,7 @@ func (c *ClickHouse) NewDatabase(tb testing.TB) string {
 	return name
 }
 
-// Exec runs one statement through the HTTP interface and returns its
+// Exec runs one statement through the HTTP interface, discarding its
 // output. It is for administration and assertions in tests, outside the
 // driver under test.
 func (c *ClickHouse) Exec(ctx context.Context, stmt string) error {
@@ -281,17 +282,6 @@ func (c *ClickHouse) Stop() error {
 	return errors.Join(err, os.RemoveAll(c.dir))
 }
 
-// pickPorts chooses the native and HTTP ports. The caller owns c
-// exclusively.
-func (c *ClickHouse) pickPorts() error {
-	ports, err := freePorts(2)
-	if err != nil {
-		return fmt.Errorf("realsvc: clickhouse: %w", err)
-	}
-	c.tcpPort, c.httpPort = ports[0], ports[1]
-	return nil
-}
-
 // start writes config.xml for the current ports, runs the server and
 // waits for /ping. The caller holds c.mu (or owns c exclusively).
 func (c *ClickHouse) start() error {
@@ -322,7 +312,7 @@ func (c *ClickHouse) start() error {
 	c.cmd, c.exited = cmd, exited
 
 	errLog := filepath.Join(c.dir, "server.err.log")
-	pingURL := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(c.httpPort)) + "/ping"
+	pingURL := "http://" + c.HTTPAddr() + "/ping"
 	deadline := time.Now().Add(chReadyTimeout)
 	for {
 		select {
