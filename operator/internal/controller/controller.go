@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 
@@ -22,9 +23,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -344,25 +347,22 @@ func (r *Reconciler) deleteOrphanedShardObjects(ctx context.Context, c *imv1.IMC
 		shard, ok := render.ShardOf(o.GetLabels())
 		return ok && shard >= c.Spec.Shards && current[shard] == nil && metav1.IsControlledBy(o, c)
 	}
-	var svcs corev1.ServiceList
-	if err := r.Client.List(ctx, &svcs, client.InNamespace(c.Namespace), client.MatchingLabels(render.Selector(c))); err != nil {
-		return fmt.Errorf("listing Services: %w", err)
-	}
-	for i := range svcs.Items {
-		if surplus(&svcs.Items[i]) {
-			if err := r.delete(ctx, c, "Service", &svcs.Items[i]); err != nil {
-				return err
-			}
+	for _, l := range []struct {
+		kind string
+		list client.ObjectList
+	}{{"Service", &corev1.ServiceList{}}, {"PodDisruptionBudget", &policyv1.PodDisruptionBudgetList{}}} {
+		if err := r.Client.List(ctx, l.list, client.InNamespace(c.Namespace), client.MatchingLabels(render.Selector(c))); err != nil {
+			return fmt.Errorf("listing %ss: %w", l.kind, err)
 		}
-	}
-	var pdbs policyv1.PodDisruptionBudgetList
-	if err := r.Client.List(ctx, &pdbs, client.InNamespace(c.Namespace), client.MatchingLabels(render.Selector(c))); err != nil {
-		return fmt.Errorf("listing PodDisruptionBudgets: %w", err)
-	}
-	for i := range pdbs.Items {
-		if surplus(&pdbs.Items[i]) {
-			if err := r.delete(ctx, c, "PodDisruptionBudget", &pdbs.Items[i]); err != nil {
-				return err
+		items, err := apimeta.ExtractList(l.list)
+		if err != nil {
+			return fmt.Errorf("reading the %s list: %w", l.kind, err)
+		}
+		for _, item := range items {
+			if o, ok := item.(client.Object); ok && surplus(o) {
+				if err := r.delete(ctx, c, l.kind, o); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -521,9 +521,7 @@ func mergeMaps(dst, src map[string]string) map[string]string {
 	if dst == nil {
 		dst = map[string]string{}
 	}
-	for k, v := range src {
-		dst[k] = v
-	}
+	maps.Copy(dst, src)
 	return dst
 }
 
@@ -544,15 +542,13 @@ func (r *Reconciler) create(ctx context.Context, c *imv1.IMCluster, kind string,
 }
 
 func (r *Reconciler) delete(ctx context.Context, c *imv1.IMCluster, kind string, o client.Object) error {
-	err := r.Client.Delete(ctx, o, client.Preconditions{UID: ptrTo(o.GetUID())}, client.PropagationPolicy(metav1.DeletePropagationBackground))
+	err := r.Client.Delete(ctx, o, client.Preconditions{UID: ptr.To(o.GetUID())}, client.PropagationPolicy(metav1.DeletePropagationBackground))
 	if client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("deleting %s %s: %w", kind, o.GetName(), err)
 	}
 	r.Events.Eventf(c, nil, corev1.EventTypeNormal, "Deleted", "Delete", "%s %s deleted", kind, o.GetName())
 	return nil
 }
-
-func ptrTo[T any](v T) *T { return &v }
 
 // progressingSince is when the Progressing condition last turned true
 // (now when it is not true yet).

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	imv1 "github.com/parley-im/parley/operator/api/v1alpha1"
 	"github.com/parley-im/parley/operator/internal/render"
@@ -136,8 +137,12 @@ func TestClusterLifecycle(t *testing.T) {
 	if err := k8s.Get(testContext(t), client.ObjectKey{Namespace: ns, Name: "chat-config"}, &cm); err != nil {
 		t.Fatal(err)
 	}
-	if want := "shards: 3\n"; !containsLine(cm.Data[render.ShardMapKey], want) {
-		t.Errorf("shard map %q lacks %q", cm.Data[render.ShardMapKey], want)
+	var shardMap render.ShardMap
+	if err := yaml.Unmarshal([]byte(cm.Data[render.ShardMapKey]), &shardMap); err != nil {
+		t.Fatal(err)
+	}
+	if shardMap.Shards != 3 || len(shardMap.Addresses) != 3 {
+		t.Errorf("shard map %q, want 3 shards with 3 addresses", cm.Data[render.ShardMapKey])
 	}
 
 	// Remove two shards: the survivor learns the new count first, then
@@ -184,15 +189,6 @@ func TestClusterLifecycle(t *testing.T) {
 		err := k8s.Get(ctx, client.ObjectKeyFromObject(c), &imv1.IMCluster{})
 		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
 	})
-}
-
-func containsLine(doc, line string) bool {
-	for i := 0; i+len(line) <= len(doc); i++ {
-		if doc[i:i+len(line)] == line && (i == 0 || doc[i-1] == '\n') {
-			return true
-		}
-	}
-	return false
 }
 
 // watchDeletions records the names of StatefulSets deleted in ns from now

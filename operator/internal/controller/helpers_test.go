@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	imv1 "github.com/parley-im/parley/operator/api/v1alpha1"
@@ -127,21 +128,12 @@ func markReady(t *testing.T, ns, name string) {
 	}
 }
 
-func retryOnConflict(ctx context.Context, fn func() error) error {
-	for {
-		err := fn()
-		if !apierrors.IsConflict(err) || ctx.Err() != nil {
-			return err
-		}
-	}
-}
-
 // updateCluster re-reads the IMCluster and applies change, retrying on
 // conflict with the operator's status writes.
 func updateCluster(t *testing.T, c *imv1.IMCluster, change func(*imv1.IMCluster)) {
 	t.Helper()
 	ctx := testContext(t)
-	err := retryOnConflict(ctx, func() error {
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 		var cur imv1.IMCluster
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(c), &cur); err != nil {
 			return err

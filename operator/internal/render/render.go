@@ -17,6 +17,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 
@@ -126,8 +127,8 @@ func meta(c *imv1.IMCluster, name string, shard int32) metav1.ObjectMeta {
 }
 
 // ShardOf reads the shard number from an object's labels.
-func ShardOf(labels map[string]string) (int32, bool) {
-	n, err := strconv.ParseInt(labels[LabelShard], 10, 32)
+func ShardOf(l map[string]string) (int32, bool) {
+	n, err := strconv.ParseInt(l[LabelShard], 10, 32)
 	return int32(n), err == nil && n >= 0
 }
 
@@ -544,10 +545,7 @@ func clientService(c *imv1.IMCluster, name string, shard int32, selector map[str
 		svc.Spec.Type = corev1.ServiceTypeClusterIP
 	}
 	if len(c.Spec.Service.Annotations) > 0 {
-		svc.Annotations = map[string]string{}
-		for k, v := range c.Spec.Service.Annotations {
-			svc.Annotations[k] = v
-		}
+		svc.Annotations = maps.Clone(c.Spec.Service.Annotations)
 	}
 	stamp(&svc.ObjectMeta, svc.Spec)
 	return svc

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/parley-im/parley/operator/internal/render"
@@ -41,12 +41,8 @@ func WaitFor(ctx context.Context, t *testing.T, what string, cond func(ctx conte
 // does not run: every replica of the StatefulSet's current template is up
 // and ready.
 func MarkReady(ctx context.Context, c client.Client, namespace, name string) error {
-	for {
-		err := markReady(ctx, c, namespace, name)
-		if !apierrors.IsConflict(err) || ctx.Err() != nil {
-			return err
-		}
-	}
+	// The operator writes the StatefulSet too: retry on its conflicts.
+	return retry.RetryOnConflict(retry.DefaultBackoff, func() error { return markReady(ctx, c, namespace, name) })
 }
 
 func markReady(ctx context.Context, c client.Client, namespace, name string) error {
