@@ -39,14 +39,7 @@ func (s *Server) record(e analytics.Event) {
 // AnalyticsReader answers the AdminService's queries, with the semantics
 // storage/analytics describes: ClickHouse in a cluster, the embedded
 // store on a single node.
-type AnalyticsReader interface {
-	MessageVolume(ctx context.Context, from, to time.Time, bucket analytics.Bucket) ([]analytics.Count, error)
-	DailyActiveUsers(ctx context.Context, from, to time.Time) ([]analytics.ActiveUsers, error)
-	MonthlyActiveUsers(ctx context.Context, from, to time.Time) ([]analytics.ActiveUsers, error)
-	Latency(ctx context.Context, from, to time.Time) ([]analytics.LatencyPercentiles, error)
-	BusiestConversations(ctx context.Context, from, to time.Time, n int) ([]analytics.ConversationVolume, error)
-	ConnectionsOverTime(ctx context.Context, from, to time.Time, bucket analytics.Bucket) ([]analytics.Connections, error)
-}
+type AnalyticsReader = analytics.Reader
 
 // FirstUserStore knows the first registered user, an admin always.
 type FirstUserStore interface {

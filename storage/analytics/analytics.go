@@ -14,6 +14,7 @@ package analytics
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -85,6 +86,27 @@ type Event struct {
 	Latency time.Duration
 	// Node names the server that recorded the event.
 	Node string
+}
+
+// maxEventTime is the latest At a backend stores: ClickHouse's DateTime
+// (UInt32 seconds), which the embedded store keeps to as well so both
+// accept the same events.
+var maxEventTime = time.Unix(1<<32-1, 0)
+
+// Validate reports an event no backend's WriteEvents takes: a zero ID, an
+// unknown Kind, or At zero or outside 1970 to 2106.
+func (e *Event) Validate() error {
+	switch {
+	case e.ID == uuid.Nil:
+		return errors.New("zero id")
+	case !e.Kind.Valid():
+		return fmt.Errorf("unknown kind %d", int8(e.Kind))
+	case e.At.IsZero():
+		return errors.New("zero time")
+	case e.At.Before(time.Unix(0, 0)) || e.At.After(maxEventTime):
+		return fmt.Errorf("time %s outside DateTime's range (1970 to 2106)", e.At.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // Bucket is the width of the time buckets a query groups by.
@@ -201,4 +223,27 @@ func LatencyMillis(d time.Duration) uint32 {
 // to the microsecond.
 func Millis(ms float64) time.Duration {
 	return time.Duration(ms * float64(time.Millisecond)).Round(time.Microsecond)
+}
+
+// SecondsRange checks a query's [from, to) (neither zero, from before to)
+// and turns it into whole seconds since 1970 that select the same
+// whole-second event times: both rounded up (at >= 10.5 is at >= 11 and
+// at < 10.5 is at < 11, for at in whole seconds).
+func SecondsRange(from, to time.Time) (lo, hi int64, err error) {
+	if from.IsZero() || to.IsZero() {
+		return 0, 0, errors.New("zero time in range")
+	}
+	if !from.Before(to) {
+		return 0, 0, fmt.Errorf("empty range [%s, %s)", from.UTC().Format(time.RFC3339Nano), to.UTC().Format(time.RFC3339Nano))
+	}
+	return ceilSeconds(from), ceilSeconds(to), nil
+}
+
+// ceilSeconds is t rounded up to a whole second.
+func ceilSeconds(t time.Time) int64 {
+	s := t.Unix()
+	if t.Nanosecond() > 0 {
+		s++
+	}
+	return s
 }

@@ -2,11 +2,8 @@ package clickhouse
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/parley-im/parley/storage/analytics"
 )
@@ -50,7 +47,7 @@ func (db *DB) WriteEvents(ctx context.Context, events []Event) error {
 		return nil
 	}
 	for i := range events {
-		if err := validateEvent(&events[i]); err != nil {
+		if err := events[i].Validate(); err != nil {
 			return fmt.Errorf("clickhouse: write events: event %d: %w", i, err)
 		}
 	}
@@ -73,21 +70,6 @@ func (db *DB) WriteEvents(ctx context.Context, events []Event) error {
 	}
 	if err := batch.Send(); err != nil {
 		return wrapErr(ctx, fmt.Sprintf("write events: send %d rows", len(events)), err)
-	}
-	return nil
-}
-
-// validateEvent reports an event the table cannot hold.
-func validateEvent(e *Event) error {
-	switch {
-	case e.ID == uuid.Nil:
-		return errors.New("zero id")
-	case !e.Kind.Valid():
-		return fmt.Errorf("unknown kind %d", int8(e.Kind))
-	case e.At.IsZero():
-		return errors.New("zero time")
-	case e.At.Before(minTime) || e.At.After(maxTime):
-		return fmt.Errorf("time %s outside DateTime's range (1970 to 2106)", e.At.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package clickhouse
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -267,25 +266,17 @@ func (db *DB) query(ctx context.Context, op, query string, args []any, row func(
 	return nil
 }
 
-// secondsRange turns [from, to) into whole seconds that select the same
-// whole-second times: both rounded up (at >= 10.5 is at >= 11 and
-// at < 10.5 is at < 11, for at in whole seconds), clamped to DateTime's
-// range.
+// secondsRange is analytics.SecondsRange clamped to DateTime's range,
+// as its UInt32.
 func secondsRange(from, to time.Time) (lo, hi uint32, err error) {
-	if from.IsZero() || to.IsZero() {
-		return 0, 0, errors.New("zero time in range")
+	l, h, err := analytics.SecondsRange(from, to)
+	if err != nil {
+		return 0, 0, err
 	}
-	if !from.Before(to) {
-		return 0, 0, fmt.Errorf("empty range [%s, %s)", from.UTC().Format(time.RFC3339Nano), to.UTC().Format(time.RFC3339Nano))
-	}
-	return ceilSeconds(from), ceilSeconds(to), nil
+	return dateTime(l), dateTime(h), nil
 }
 
-// ceilSeconds is t rounded up to a whole second, as DateTime's UInt32.
-func ceilSeconds(t time.Time) uint32 {
-	s := t.Unix()
-	if t.Nanosecond() > 0 {
-		s++
-	}
+// dateTime clamps s seconds to DateTime's UInt32.
+func dateTime(s int64) uint32 {
 	return uint32(min(max(s, 0), 1<<32-1))
 }

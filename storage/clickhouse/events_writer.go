@@ -219,7 +219,7 @@ func (w *EventWriter) Record(e Event) {
 	if e.Node == "" {
 		e.Node = w.cfg.Node
 	}
-	if validateEvent(&e) != nil {
+	if e.Validate() != nil {
 		w.dropped.Add(1)
 		return
 	}

@@ -16,6 +16,9 @@ import (
 	"github.com/parley-im/parley/storage/storagetest/realsvc"
 )
 
+// day0 is midnight UTC of the day the writer tests record from.
+var day0 = time.Date(2026, 3, 14, 0, 0, 0, 0, time.UTC)
+
 // startWriter makes an EventWriter on db flushing on ticks (never, when
 // nil) and runs it until the test ends; stop cancels Run and returns its
 // error.

@@ -8,8 +8,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/parley-im/parley/storage/analytics"
 )
 
@@ -25,10 +23,6 @@ var bucketSeconds = map[analytics.Bucket]int64{
 	analytics.BucketHour:   3600,
 	analytics.BucketDay:    86400,
 }
-
-// maxEventTime bounds At to what ClickHouse's DateTime holds, so both
-// backends accept the same events.
-var maxEventTime = time.Unix(1<<32-1, 0)
 
 // The Store answers analytics queries and takes events.
 var (
@@ -46,7 +40,7 @@ func (s *Store) WriteEvents(ctx context.Context, events []analytics.Event) error
 		return s.fail(ctx, op, s.check(ctx))
 	}
 	for i := range events {
-		if err := validateEvent(&events[i]); err != nil {
+		if err := events[i].Validate(); err != nil {
 			return fmt.Errorf("embedded: %s: event %d: %w", op, i, err)
 		}
 	}
@@ -76,7 +70,7 @@ func (s *Store) MessageVolume(ctx context.Context, from, to time.Time, bucket an
 	if !ok {
 		return nil, fmt.Errorf("embedded: %s: unknown bucket %d", op, int(bucket))
 	}
-	lo, hi, err := secondsRange(from, to)
+	lo, hi, err := analytics.SecondsRange(from, to)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: %s: %w", op, err)
 	}
@@ -116,7 +110,7 @@ func (s *Store) MonthlyActiveUsers(ctx context.Context, from, to time.Time) ([]a
 // activeUsers counts distinct users per period; period is fixed SQL over
 // at, never caller input.
 func (s *Store) activeUsers(ctx context.Context, op, period string, from, to time.Time) ([]analytics.ActiveUsers, error) {
-	lo, hi, err := secondsRange(from, to)
+	lo, hi, err := analytics.SecondsRange(from, to)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: %s: %w", op, err)
 	}
@@ -143,7 +137,7 @@ func (s *Store) activeUsers(ctx context.Context, op, period string, from, to tim
 // rank), so memory stays constant however many events the range holds.
 func (s *Store) Latency(ctx context.Context, from, to time.Time) ([]analytics.LatencyPercentiles, error) {
 	const op = "latency"
-	lo, hi, err := secondsRange(from, to)
+	lo, hi, err := analytics.SecondsRange(from, to)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: %s: %w", op, err)
 	}
@@ -217,7 +211,7 @@ func (s *Store) BusiestConversations(ctx context.Context, from, to time.Time, n 
 	if n <= 0 {
 		return nil, fmt.Errorf("embedded: %s: n %d is not positive", op, n)
 	}
-	lo, hi, err := secondsRange(from, to)
+	lo, hi, err := analytics.SecondsRange(from, to)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: %s: %w", op, err)
 	}
@@ -250,7 +244,7 @@ func (s *Store) ConnectionsOverTime(ctx context.Context, from, to time.Time, buc
 	if !ok {
 		return nil, fmt.Errorf("embedded: %s: unknown bucket %d", op, int(bucket))
 	}
-	lo, hi, err := secondsRange(from, to)
+	lo, hi, err := analytics.SecondsRange(from, to)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: %s: %w", op, err)
 	}
@@ -299,42 +293,4 @@ func (s *Store) query(ctx context.Context, op, query string, args []any, row fun
 		}
 	}
 	return s.fail(ctx, op, rows.Err())
-}
-
-// validateEvent reports an event the table cannot hold, with the rules
-// ClickHouse's WriteEvents has.
-func validateEvent(e *analytics.Event) error {
-	switch {
-	case e.ID == uuid.Nil:
-		return errors.New("zero id")
-	case !e.Kind.Valid():
-		return fmt.Errorf("unknown kind %d", int8(e.Kind))
-	case e.At.IsZero():
-		return errors.New("zero time")
-	case e.At.Before(time.Unix(0, 0)) || e.At.After(maxEventTime):
-		return fmt.Errorf("time %s outside DateTime's range (1970 to 2106)", e.At.UTC().Format(time.RFC3339))
-	}
-	return nil
-}
-
-// secondsRange turns [from, to) into whole seconds that select the same
-// whole-second times: both rounded up (at >= 10.5 is at >= 11 and
-// at < 10.5 is at < 11, for at in whole seconds).
-func secondsRange(from, to time.Time) (lo, hi int64, err error) {
-	if from.IsZero() || to.IsZero() {
-		return 0, 0, errors.New("zero time in range")
-	}
-	if !from.Before(to) {
-		return 0, 0, fmt.Errorf("empty range [%s, %s)", from.UTC().Format(time.RFC3339Nano), to.UTC().Format(time.RFC3339Nano))
-	}
-	return ceilSeconds(from), ceilSeconds(to), nil
-}
-
-// ceilSeconds is t rounded up to a whole second.
-func ceilSeconds(t time.Time) int64 {
-	s := t.Unix()
-	if t.Nanosecond() > 0 {
-		s++
-	}
-	return s
 }
