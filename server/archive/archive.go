@@ -268,19 +268,22 @@ func (a *Archiver) batch(ctx context.Context, st *runState) (int, error) {
 	return len(es), nil
 }
 
-// measureLag records the outbox lag. A drained outbox (es shorter than a
-// batch, read just now) needs no query beyond the read.
+// measureLag records the outbox lag. A read shorter than a batch was the
+// whole outbox, oldest first, so only a full one needs a query.
 func (a *Archiver) measureLag(ctx context.Context, st *runState, es []storage.OutboxEntry, now time.Time) {
 	st.lagAt = now
-	if len(es) == 0 {
-		a.m.Lag(0, 0)
-		return
+	n, oldest := len(es), time.Time{}
+	if n > 0 {
+		oldest = es[0].EnqueuedAt
 	}
-	cctx, cancel := context.WithTimeout(ctx, callTimeout)
-	n, oldest, err := a.src.OutboxLag(cctx)
-	cancel()
-	if err != nil {
-		return // the batch itself will tell
+	if n >= a.cfg.BatchSize {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		var err error
+		n, oldest, err = a.src.OutboxLag(cctx)
+		cancel()
+		if err != nil {
+			return // the batch itself will tell
+		}
 	}
 	age := time.Duration(0)
 	if !oldest.IsZero() {

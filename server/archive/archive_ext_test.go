@@ -67,6 +67,67 @@ func TestArchivesEveryMessage(t *testing.T) {
 	}
 }
 
+// ackSpy is a store whose acks fail while fail is set, so the outbox
+// does not drain.
+type ackSpy struct {
+	storagetest.ArchiveStore
+	fail atomic.Bool
+}
+
+func (s *ackSpy) AckOutbox(ctx context.Context, ids []int64) error {
+	if s.fail.Load() {
+		return storage.ErrUnavailable
+	}
+	return s.ArchiveStore.AckOutbox(ctx, ids)
+}
+
+// nopArchive accepts every write and keeps nothing.
+type nopArchive struct{}
+
+func (nopArchive) ArchiveMessages(context.Context, []storage.Message) error { return nil }
+
+// TestLagMetrics: the lag gauges report the outbox as it is, both when a
+// read shorter than a batch is the whole outbox and when a full one
+// needs OutboxLag; once the outbox drains they return to zero.
+func TestLagMetrics(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	for _, tc := range []struct {
+		name    string
+		entries int
+	}{
+		{"short_read", cfg.BatchSize - 20},
+		{"full_read", cfg.BatchSize + 30},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			s := &ackSpy{ArchiveStore: openEmbedded(t)}
+			s.fail.Store(true)
+			w := newWorld(t, s, 1) // one direct conversation: no notices
+			require.NoError(t, s.EnableArchive(ctx))
+			_, err := w.send(ctx, tc.entries)
+			require.NoError(t, err)
+
+			reg := prometheus.NewRegistry()
+			m, err := metrics.New(reg)
+			require.NoError(t, err)
+			start(t, archive.New(cfg, s, nopArchive{}, "node", discard(), m.Archive))
+			require.Eventually(t, func() bool {
+				return value(reg, "parley_archive_outbox_entries") == float64(tc.entries) &&
+					value(reg, "parley_archive_outbox_oldest_age_seconds") > 0
+			}, 30*time.Second, 5*time.Millisecond)
+
+			s.fail.Store(false)
+			waitDrained(t, s)
+			require.Eventually(t, func() bool {
+				return value(reg, "parley_archive_outbox_entries") == 0 &&
+					value(reg, "parley_archive_outbox_oldest_age_seconds") == 0
+			}, 30*time.Second, 5*time.Millisecond)
+		})
+	}
+}
+
 // value is the value of the single series of a metric family in reg
 // (counter or gauge); -1 when there is none.
 func value(reg *prometheus.Registry, name string) float64 {
@@ -232,11 +293,17 @@ func TestOneArchiverAtATime(t *testing.T) {
 	require.NoError(t, err)
 	waitDrained(t, a.ArchiveStore)
 
-	// A clean stop releases the lease: a third archiver takes it at once,
-	// without waiting for the TTL (it polls every TTL/3).
+	// A clean stop releases the lease: it is free at once, without
+	// waiting for the TTL (which a takeover within the TTL alone would
+	// not show), and a third archiver takes it.
+	rOther.stop(t)
+	ok, err := a.AcquireLease(ctx, archive.LeaseName, "probe", time.Hour)
+	require.NoError(t, err)
+	require.True(t, ok, "lease released on a clean stop")
+	// Past the spy: a may be the crashed one, whose release does nothing.
+	require.NoError(t, a.ArchiveStore.ReleaseLease(ctx, archive.LeaseName, "probe"))
 	c := spy()
 	start(t, archive.New(cfg, c, c, "c", discard(), nil))
-	rOther.stop(t)
 	require.Eventually(t, func() bool { return c.reads.Load() > 0 }, cfg.LeaseTTL, 5*time.Millisecond)
 	_, err = w.send(ctx, 40)
 	require.NoError(t, err)
