@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect/v2"
 	"github.com/stretchr/testify/require"
@@ -52,10 +51,14 @@ func TestSearchMessages(t *testing.T) {
 	carol := newUser(t, p.URL(), "carol", 1)
 	group := createGroup(t, alice, "offsite", bob)
 	dm := createDirect(t, alice, bob)
+	sent := 0
 	chat := func(u *user, conv, body string) *parleyv1.Message {
 		t.Helper()
+		// A counter, not the clock: two sends must never share an
+		// idempotency key, or the second returns the first.
+		sent++
 		res, err := u.client().Chat().SendMessage(t.Context(), &parleyv1.SendMessageRequest{
-			ConversationId: conv, ClientMsgId: fmt.Sprintf("c-%d", time.Now().UnixNano()), Content: text(body),
+			ConversationId: conv, ClientMsgId: fmt.Sprintf("c-%d", sent), Content: text(body),
 		})
 		require.NoError(t, err)
 		return res.GetMessage()

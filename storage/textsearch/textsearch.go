@@ -124,7 +124,8 @@ func appendWord(words []Word, text string, start, end int) []Word {
 }
 
 func isWordRune(r rune) bool {
-	return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsNumber(r) || unicode.Is(unicode.Mn, r)
+	// IsNumber covers IsDigit (Nd) and the other number categories.
+	return unicode.IsLetter(r) || unicode.IsNumber(r) || unicode.Is(unicode.Mn, r)
 }
 
 // Clip shortens a word to at most MaxWordBytes, on a rune boundary, for
