@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -343,4 +342,3 @@ func withBearer(ctx context.Context, token string) context.Context {
 	return ctx
 }
 
-func errorAs[T error](err error, target *T) bool { return errors.As(err, target) }

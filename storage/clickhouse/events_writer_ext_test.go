@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,10 +192,24 @@ func TestEventWriterOutage(t *testing.T) {
 	cfg.DialTimeout, cfg.CallTimeout = time.Second, 2*time.Second
 	db := open(t, cfg)
 	const bufferSize = 200
+	// hold, when set, keeps the writer's next insert in flight until it
+	// is closed; entered says an insert is being held.
+	var hold atomic.Pointer[chan struct{}]
+	entered := make(chan struct{}, 1)
+	wrap := func(ctx context.Context, batch []clickhouse.Event, write func(context.Context, []clickhouse.Event) error) error {
+		if h := hold.Load(); h != nil {
+			select {
+			case entered <- struct{}{}:
+			default:
+			}
+			<-*h
+		}
+		return write(ctx, batch)
+	}
 	w, stop := startWriter(t, db, clickhouse.EventWriterConfig{
 		BatchSize: 50, BufferSize: bufferSize, WriteTimeout: 2 * time.Second,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
-	}, nil, nil)
+	}, nil, wrap)
 
 	recordN(w, 50)
 	require.Eventually(t, func() bool { return w.Stats().Written == 50 }, 10*time.Second, 5*time.Millisecond)
@@ -204,18 +219,38 @@ func TestEventWriterOutage(t *testing.T) {
 	require.ErrorIs(t, w.Flush(ctx), storage.ErrUnavailable)
 	require.EqualValues(t, 1, w.Stats().FailedFlushes)
 
-	// 400 more while the server is down, each kicking the writer into a
-	// (backed-off, failing) flush: Record never waits for it.
-	start := time.Now()
-	for i := range 400 {
-		w.Record(clickhouse.Event{Kind: clickhouse.EventConnectionOpened, At: day0.Add(time.Duration(i) * time.Millisecond), UserID: "bob"})
-		require.LessOrEqual(t, w.Stats().Buffered, bufferSize)
+	// 400 more while the server is down and the writer's retry of the
+	// failed batch is held in flight: Record never waits for an insert.
+	release := make(chan struct{})
+	hold.Store(&release)
+	select {
+	case <-entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the writer never retried the failed batch")
 	}
-	require.Less(t, time.Since(start), time.Second, "400 Records while ClickHouse is down")
+	recorded := make(chan struct{})
+	var overCap atomic.Int64
+	go func() {
+		defer close(recorded)
+		for i := range 400 {
+			w.Record(clickhouse.Event{Kind: clickhouse.EventConnectionOpened, At: day0.Add(time.Duration(i) * time.Millisecond), UserID: "bob"})
+			if w.Stats().Buffered > bufferSize {
+				overCap.Add(1)
+			}
+		}
+	}()
+	select {
+	case <-recorded:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Record waited for an insert in flight")
+	}
+	require.Zero(t, overCap.Load(), "Buffered exceeded BufferSize")
 	st := w.Stats()
 	require.Equal(t, bufferSize, st.Buffered)
 	require.EqualValues(t, 30+400-bufferSize, st.Dropped)
 	require.EqualValues(t, 50, st.Written)
+	hold.Store(nil)
+	close(release)
 
 	require.NoError(t, srv.Restart())
 	// The driver finds its pooled connections dead on first use: poll.
