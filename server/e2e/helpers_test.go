@@ -341,4 +341,3 @@ func withBearer(ctx context.Context, token string) context.Context {
 	}
 	return ctx
 }
-
