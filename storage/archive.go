@@ -53,13 +53,65 @@ type ArchiveOutbox interface {
 	// LoadMessages returns the current state of the messages named by
 	// keys (repeats allowed), each once, in no particular order; keys
 	// naming no message are skipped.
-	LoadMessages(ctx context.Context, keys []MessageKey) ([]Message, error)
+	LoadMessages(ctx context.Context, keys []MessageKey) ([]ArchiveRecord, error)
 	// AckOutbox deletes the entries with these IDs; unknown IDs (acked
 	// already) are ignored.
 	AckOutbox(ctx context.Context, ids []int64) error
 	// OutboxLag returns how many entries wait and when the oldest was
 	// enqueued (zero when none wait).
 	OutboxLag(ctx context.Context) (n int, oldest time.Time, err error)
+}
+
+// ArchiveRecord is a message as the archive takes it: its current state
+// and its searchable text (NewMessage.SearchText; empty once recalled, and
+// for messages that had none or were committed before the store indexed
+// text).
+type ArchiveRecord struct {
+	Message    Message
+	SearchText string
+}
+
+// ArchivedRange is the part of one conversation's history that a member
+// may read and that only the archive holds: seq FromSeq (the member's join
+// point, at least 1) to ToSeq (the conversation's ArchivedSeq), both
+// included.
+type ArchivedRange struct {
+	ConversationID string
+	FromSeq, ToSeq uint64
+}
+
+// HotWindow keeps the primary store's history to a recent window once the
+// archive has the rest. Per conversation the store's history is then seq
+// ArchivedSeq+1 up to the newest; everything at or below ArchivedSeq is
+// read from the archive (server/history joins the two).
+//
+// Implementations are safe for concurrent use with every other method of
+// the store.
+type HotWindow interface {
+	// TrimArchived moves the boundary of up to limit (at least 1)
+	// messages, over as many conversations as it takes, and returns how
+	// many it moved; fewer than limit means nothing else is due now. In
+	// each conversation it raises ArchivedSeq over the run of messages
+	// above it that were all created before cutoff and that the archive
+	// holds in their current state (no ArchiveOutbox entry waits for any
+	// of them), stopping short of the conversation's newest message (the
+	// conversation list shows it). The messages it passes leave History
+	// and SearchMessages and are deleted, except that a message carrying
+	// media that is not recalled keeps its row: it is what lets members
+	// read that media (MediaStore.CanReadMedia) and keeps the upload from
+	// being swept. Fails, changing nothing, when the archive was never
+	// enabled (EnableArchive): nothing would prove the archive has them.
+	TrimArchived(ctx context.Context, cutoff time.Time, limit int) (int, error)
+	// ArchivedSeq returns conversationID's boundary: the highest seq
+	// whose message only the archive holds (0 for none, and for an
+	// unknown conversation).
+	ArchivedSeq(ctx context.Context, conversationID string) (uint64, error)
+	// ArchivedRanges returns, for every conversation userID is a member
+	// of (only conversationID when it is not empty) whose boundary is at
+	// or above the member's join point, the range of its archived history
+	// the member may read. Conversations with nothing archived for the
+	// member are left out.
+	ArchivedRanges(ctx context.Context, userID, conversationID string) ([]ArchivedRange, error)
 }
 
 // LeaseStore grants named, expiring leases, so that a job that must run
@@ -80,10 +132,11 @@ type LeaseStore interface {
 // never the source of truth: it is written from the primary store, and
 // every write may be repeated.
 type MessageArchive interface {
-	// ArchiveMessages writes the current state of msgs. Writing a message
-	// again, or an older state after a newer one, leaves the newest state
-	// (the latest of its creation, edit and recall) for readers; a
-	// recalled message's content is not kept. Errors wrap ErrUnavailable
-	// when the archive cannot be reached.
-	ArchiveMessages(ctx context.Context, msgs []Message) error
+	// ArchiveMessages writes the current state of msgs, with their text
+	// for search. Writing a message again, or an older state after a
+	// newer one, leaves the newest state (the latest of its creation,
+	// edit and recall) for readers; a recalled message's content and text
+	// are not kept. Errors wrap ErrUnavailable when the archive cannot be
+	// reached.
+	ArchiveMessages(ctx context.Context, msgs []ArchiveRecord) error
 }

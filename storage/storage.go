@@ -429,7 +429,9 @@ type MessageStore interface {
 	RecallMessage(ctx context.Context, conversationID string, seq uint64, notice NewMessage) (recalled Message, committed Message, err error)
 	// History returns up to q.Limit messages in ascending seq order and
 	// whether more lie beyond the page in q.Direction (never below
-	// q.MinSeq). An unknown conversation has an empty history.
+	// q.MinSeq). Only the store's own history counts: messages at or below
+	// the conversation's ArchivedSeq (see HotWindow) are not returned,
+	// and are not "more". An unknown conversation has an empty history.
 	History(ctx context.Context, q HistoryQuery) ([]Message, bool, error)
 }
 

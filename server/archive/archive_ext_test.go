@@ -84,7 +84,7 @@ func (s *ackSpy) AckOutbox(ctx context.Context, ids []int64) error {
 // nopArchive accepts every write and keeps nothing.
 type nopArchive struct{}
 
-func (nopArchive) ArchiveMessages(context.Context, []storage.Message) error { return nil }
+func (nopArchive) ArchiveMessages(context.Context, []storage.ArchiveRecord) error { return nil }
 
 // TestLagMetrics: the lag gauges report the outbox as it is, both when a
 // read shorter than a batch is the whole outbox and when a full one
@@ -221,7 +221,7 @@ func (s *leaseSpy) AckOutbox(ctx context.Context, ids []int64) error {
 	return s.ArchiveStore.AckOutbox(ctx, ids)
 }
 
-func (s *leaseSpy) LoadMessages(ctx context.Context, keys []storage.MessageKey) ([]storage.Message, error) {
+func (s *leaseSpy) LoadMessages(ctx context.Context, keys []storage.MessageKey) ([]storage.ArchiveRecord, error) {
 	ms, err := s.ArchiveStore.LoadMessages(ctx, keys)
 	if err != nil {
 		s.inBatch.Add(-1)
@@ -231,7 +231,7 @@ func (s *leaseSpy) LoadMessages(ctx context.Context, keys []storage.MessageKey) 
 
 // ArchiveMessages writes to dst; a failed write (the archiver stopped
 // mid-batch) ends the batch.
-func (s *leaseSpy) ArchiveMessages(ctx context.Context, msgs []storage.Message) error {
+func (s *leaseSpy) ArchiveMessages(ctx context.Context, msgs []storage.ArchiveRecord) error {
 	err := s.dst.ArchiveMessages(ctx, msgs)
 	if err != nil {
 		s.inBatch.Add(-1)
@@ -322,11 +322,11 @@ type cancelAfter struct {
 	killed []storage.MessageKey
 }
 
-func (c *cancelAfter) ArchiveMessages(ctx context.Context, msgs []storage.Message) error {
+func (c *cancelAfter) ArchiveMessages(ctx context.Context, msgs []storage.ArchiveRecord) error {
 	err := c.MessageArchive.ArchiveMessages(ctx, msgs)
 	if err == nil && c.n.Add(-1) == 0 {
-		for _, m := range msgs {
-			c.killed = append(c.killed, storage.MessageKey{ConversationID: m.ConversationID, Seq: m.Seq})
+		for _, r := range msgs {
+			c.killed = append(c.killed, storage.MessageKey{ConversationID: r.Message.ConversationID, Seq: r.Message.Seq})
 		}
 		c.cancel()
 	}

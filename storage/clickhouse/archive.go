@@ -12,10 +12,11 @@ var _ storage.MessageArchive = (*DB)(nil)
 // in one batch, as storage.MessageArchive specifies: a recalled message is
 // written without its body, and its state outranks every other state of
 // the message (ArchiveVersion), even one created in the same millisecond.
-func (db *DB) ArchiveMessages(ctx context.Context, msgs []storage.Message) error {
+func (db *DB) ArchiveMessages(ctx context.Context, msgs []storage.ArchiveRecord) error {
 	rows := make([]ArchivedMessage, len(msgs))
-	for i, m := range msgs {
-		rows[i] = NewArchivedMessage(m)
+	for i, r := range msgs {
+		rows[i] = NewArchivedMessage(r.Message)
+		rows[i].SearchText = r.SearchText
 		rows[i].Version = ArchiveVersion(rows[i])
 	}
 	return db.WriteMessages(ctx, rows)

@@ -71,8 +71,9 @@ func (s *Store) ReadOutbox(ctx context.Context, limit int) ([]storage.OutboxEntr
 }
 
 // LoadMessages returns the current state of the named messages, each
-// once: one primary-key lookup per key, up to maxLoadBatch keys a query.
-func (s *Store) LoadMessages(ctx context.Context, keys []storage.MessageKey) ([]storage.Message, error) {
+// once, with their indexed text: one primary-key lookup per key, up to
+// maxLoadBatch keys a query.
+func (s *Store) LoadMessages(ctx context.Context, keys []storage.MessageKey) ([]storage.ArchiveRecord, error) {
 	const op = "load messages"
 	if err := s.check(ctx); err != nil {
 		return nil, s.fail(ctx, op, err)
@@ -85,12 +86,14 @@ func (s *Store) LoadMessages(ctx context.Context, keys []storage.MessageKey) ([]
 			uniq = append(uniq, k)
 		}
 	}
-	out := make([]storage.Message, 0, len(uniq))
+	out := make([]storage.ArchiveRecord, 0, len(uniq))
 	for len(uniq) > 0 {
 		chunk := uniq[:min(len(uniq), maxLoadBatch)]
 		uniq = uniq[len(chunk):]
 		var q strings.Builder
-		q.WriteString(`SELECT ` + messageColumns + ` FROM messages WHERE (conversation_id, seq) IN (VALUES `)
+		q.WriteString(`SELECT ` + messageColumnsM + `, coalesce(f.text, '') FROM messages m
+			LEFT JOIN message_search f ON f.rowid = nullif(m.search_rowid, 0)
+			WHERE (m.conversation_id, m.seq) IN (VALUES `)
 		args := make([]any, 0, 2*len(chunk))
 		for i, k := range chunk {
 			if i > 0 {
@@ -105,12 +108,15 @@ func (s *Store) LoadMessages(ctx context.Context, keys []storage.MessageKey) ([]
 			return nil, s.fail(ctx, op, err)
 		}
 		for rows.Next() {
-			m, err := scanMessage(rows)
+			var r storage.ArchiveRecord
+			r.Message, err = scanMessage(scanFunc(func(dest ...any) error {
+				return rows.Scan(append(dest, &r.SearchText)...)
+			}))
 			if err != nil {
 				_ = rows.Close()
 				return nil, s.fail(ctx, op, err)
 			}
-			out = append(out, m)
+			out = append(out, r)
 		}
 		err = rows.Err()
 		_ = rows.Close()

@@ -157,7 +157,8 @@ func (s *Store) RecallMessage(ctx context.Context, conversationID string, seq ui
 
 // History returns a page of a conversation in ascending seq order, and
 // whether more messages lie beyond it in q.Direction (at or above
-// q.MinSeq). Before with Anchor 0 is the newest page. A Limit below 1 is
+// q.MinSeq, and above the conversation's ArchivedSeq: what lies below
+// is the archive's). Before with Anchor 0 is the newest page. A Limit below 1 is
 // taken as 1, above 10,000 as 10,000. An unknown conversation has an empty
 // history.
 func (s *Store) History(ctx context.Context, q storage.HistoryQuery) ([]storage.Message, bool, error) {
@@ -176,10 +177,12 @@ func (s *Store) History(ctx context.Context, q storage.HistoryQuery) ([]storage.
 			anchor = math.MaxInt64
 		}
 		query = `SELECT ` + messageColumns + ` FROM messages
-			WHERE conversation_id = ? AND seq < ? AND seq >= ? ORDER BY seq DESC LIMIT ?`
+			WHERE conversation_id = ?1 AND seq < ?2 AND seq >= ?3 AND seq > (SELECT archived_seq FROM conversations WHERE id = ?1)
+			ORDER BY seq DESC LIMIT ?4`
 	case storage.After:
 		query = `SELECT ` + messageColumns + ` FROM messages
-			WHERE conversation_id = ? AND seq > ? AND seq >= ? ORDER BY seq ASC LIMIT ?`
+			WHERE conversation_id = ?1 AND seq > ?2 AND seq >= ?3 AND seq > (SELECT archived_seq FROM conversations WHERE id = ?1)
+			ORDER BY seq ASC LIMIT ?4`
 	default:
 		return nil, false, fmt.Errorf("embedded: %s: invalid direction %d", op, q.Direction)
 	}

@@ -9,7 +9,10 @@ import (
 
 // searchColumns are messageColumns read through the alias m, then the
 // indexed text.
-const searchColumns = `m.conversation_id, m.seq, m.id, m.sender_id, m.sender_device_id, m.client_msg_id, m.kind, m.body, m.created_at, m.recalled_at, m.media_id, f.text`
+// messageColumnsM is messageColumns of the alias m.
+const messageColumnsM = `m.conversation_id, m.seq, m.id, m.sender_id, m.sender_device_id, m.client_msg_id, m.kind, m.body, m.created_at, m.recalled_at, m.media_id`
+
+const searchColumns = messageColumnsM + `, f.text`
 
 // SearchMessages finds messages by their words, as storage.SearchStore
 // specifies. The FTS5 index yields the matches newest first (its rowids

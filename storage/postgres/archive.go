@@ -81,8 +81,8 @@ func (s *Store) ReadOutbox(ctx context.Context, limit int) ([]storage.OutboxEntr
 }
 
 // LoadMessages returns the current state of the named messages, each
-// once, in one query.
-func (s *Store) LoadMessages(ctx context.Context, keys []storage.MessageKey) ([]storage.Message, error) {
+// once, with their indexed text, in one query.
+func (s *Store) LoadMessages(ctx context.Context, keys []storage.MessageKey) ([]storage.ArchiveRecord, error) {
 	const op = "load messages"
 	if err := s.check(ctx); err != nil {
 		return nil, s.fail(ctx, op, err)
@@ -100,20 +100,24 @@ func (s *Store) LoadMessages(ctx context.Context, keys []storage.MessageKey) ([]
 		seen[k] = struct{}{}
 		convs, seqs = append(convs, k.ConversationID), append(seqs, i64(k.Seq))
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+messageColumnsM+` FROM messages m
-		JOIN unnest($1::text[], $2::bigint[]) AS k (c, s) ON m.conversation_id = k.c AND m.seq = k.s`,
+	rows, err := s.pool.Query(ctx, `SELECT `+messageColumnsM+`, coalesce(f.text, '') FROM messages m
+		JOIN unnest($1::text[], $2::bigint[]) AS k (c, s) ON m.conversation_id = k.c AND m.seq = k.s
+		LEFT JOIN message_search f ON f.conversation_id = m.conversation_id AND f.seq = m.seq`,
 		convs, seqs)
 	if err != nil {
 		return nil, s.fail(ctx, op, err)
 	}
 	defer rows.Close()
-	out := make([]storage.Message, 0, len(convs))
+	out := make([]storage.ArchiveRecord, 0, len(convs))
 	for rows.Next() {
-		m, err := scanMessage(rows)
+		var r storage.ArchiveRecord
+		r.Message, err = scanMessage(scanFunc(func(dest ...any) error {
+			return rows.Scan(append(dest, &r.SearchText)...)
+		}))
 		if err != nil {
 			return nil, s.fail(ctx, op, err)
 		}
-		out = append(out, m)
+		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, s.fail(ctx, op, err)

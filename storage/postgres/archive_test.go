@@ -66,5 +66,5 @@ func TestOutboxLateCommit(t *testing.T) {
 	msgs, err := s.LoadMessages(ctx, []storage.MessageKey{es[0].Key})
 	require.NoError(t, err)
 	require.Len(t, msgs, 1)
-	require.Equal(t, "m-late", msgs[0].ID)
+	require.Equal(t, "m-late", msgs[0].Message.ID)
 }

@@ -18,6 +18,7 @@ type ArchiveStore interface {
 	storage.Store
 	storage.ArchiveOutbox
 	storage.LeaseStore
+	storage.HotWindow
 }
 
 // archiveTest is one conformance test of ArchiveStore.
@@ -33,6 +34,9 @@ var archiveTests = []archiveTest{
 	{"concurrent_drain_skips_nothing", testOutboxConcurrentDrain},
 	{"lease", testLease},
 	{"lease_expires", testLeaseExpires},
+	{"trim_only_what_the_archive_holds", testTrimOnlyArchived},
+	{"trim_limit_spans_conversations", testTrimLimit},
+	{"trim_refused_before_enable", testTrimRefusedBeforeEnable},
 }
 
 // RunArchive runs the conformance suite of storage.ArchiveOutbox and
@@ -115,7 +119,7 @@ func testOutboxEveryChange(t *testing.T, s ArchiveStore) {
 	require.NoError(t, s.EnableArchive(ctx))
 	a, b, x := f.user(), f.user(), f.user()
 	g, created := f.group(a, b)
-	sent := f.append(text(g, a, "one"), text(g, b, "two"))
+	sent := f.append(said(g, a, "one", 1), said(g, b, "two", 2))
 	added, err := s.AddMembers(ctx, g.ID, []string{x.ID}, 0, f.notice(a, 1))
 	require.NoError(t, err)
 	_, recallNotice, err := s.RecallMessage(ctx, g.ID, sent[0].Seq, f.notice(a, 2))
@@ -132,16 +136,23 @@ func testOutboxEveryChange(t *testing.T, s ArchiveStore) {
 		require.False(t, e.EnqueuedAt.IsZero())
 	}
 
-	msgs, err := s.LoadMessages(ctx, append(keysOf(es), storage.MessageKey{ConversationID: g.ID, Seq: 999}))
+	recs, err := s.LoadMessages(ctx, append(keysOf(es), storage.MessageKey{ConversationID: g.ID, Seq: 999}))
 	require.NoError(t, err)
-	require.Len(t, msgs, 5, "each message once; unknown keys skipped")
-	for _, m := range msgs {
+	require.Len(t, recs, 5, "each message once; unknown keys skipped")
+	for _, r := range recs {
+		m := r.Message
 		want, err := s.GetMessage(ctx, m.ConversationID, m.Seq)
 		require.NoError(t, err)
 		require.Equal(t, want, m)
-		if m.Seq == sent[0].Seq {
+		switch m.Seq {
+		case sent[0].Seq:
 			require.Nil(t, m.Body)
 			require.False(t, m.RecalledAt.IsZero())
+			require.Empty(t, r.SearchText, "a recall takes the text out of the archive too")
+		case sent[1].Seq:
+			require.Equal(t, "two", r.SearchText)
+		default:
+			require.Empty(t, r.SearchText, "notices have no text")
 		}
 	}
 }

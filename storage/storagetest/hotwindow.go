@@ -1,0 +1,154 @@
+package storagetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/parley-im/parley/storage"
+)
+
+// history is every message of c that reader sees in the store's own
+// history, oldest first (one page).
+func (f *fixture) history(c storage.Conversation, minSeq uint64) []uint64 {
+	f.t.Helper()
+	msgs, more, err := f.s.History(f.ctx(), storage.HistoryQuery{
+		ConversationID: c.ID, Direction: storage.Before, Limit: 1000, MinSeq: minSeq,
+	})
+	require.NoError(f.t, err)
+	require.False(f.t, more)
+	return seqs(msgs)
+}
+
+func trim(t *testing.T, s ArchiveStore, cutoff time.Time, limit int) int {
+	t.Helper()
+	n, err := s.TrimArchived(t.Context(), cutoff, limit)
+	require.NoError(t, err)
+	return n
+}
+
+func archivedSeq(t *testing.T, s ArchiveStore, c storage.Conversation) uint64 {
+	t.Helper()
+	seq, err := s.ArchivedSeq(t.Context(), c.ID)
+	require.NoError(t, err)
+	return seq
+}
+
+// testTrimOnlyArchived: a trim passes only old messages with no outbox
+// entry, as a prefix, never the newest; what it passes leaves History and
+// search; a media message keeps granting access; ArchivedRanges follows
+// join points.
+func testTrimOnlyArchived(t *testing.T, s ArchiveStore) {
+	f := newFixture(t, s)
+	ctx := t.Context()
+	require.NoError(t, s.EnableArchive(ctx))
+	a, b := f.user(), f.user()
+	g, _ := f.group(a, b) // seq 1, at(0)
+	media := storage.Media{ID: newID("media"), UploaderID: a.ID, BlobKey: newID("blob"), Size: 1,
+		ContentType: "image/png", CreatedAt: at(0)}
+	require.NoError(t, s.CreateMedia(ctx, media))
+	pic := said(g, a, "alpha picture", 3)
+	pic.Kind, pic.MediaID = storage.MessageImage, media.ID
+	f.append(said(g, a, "alpha one", 1), said(g, b, "alpha two", 2), pic,
+		said(g, b, "alpha three", 4), said(g, a, "alpha four", 5)) // seqs 2..6
+
+	require.Zero(t, trim(t, s, at(4), 100), "every message still waits for the archive")
+	require.Zero(t, archivedSeq(t, s, g))
+
+	drain(t, s, 100)
+	// A recall enqueues seq 3 again (and its notice, seq 7).
+	_, _, err := s.RecallMessage(ctx, g.ID, 3, f.notice(a, 6))
+	require.NoError(t, err)
+	require.Equal(t, 2, trim(t, s, at(4), 100), "seqs 1 and 2; seq 3 waits for the archive")
+	require.Equal(t, uint64(2), archivedSeq(t, s, g))
+	require.Equal(t, span(3, 7), f.history(g, 0))
+	_, err = s.GetMessage(ctx, g.ID, 2)
+	require.ErrorIs(t, err, storage.ErrNotFound)
+
+	drain(t, s, 100)
+	require.Equal(t, 1, trim(t, s, at(4), 1), "the limit holds")
+	require.Equal(t, uint64(3), archivedSeq(t, s, g))
+	require.Equal(t, 1, trim(t, s, at(4), 100), "the media message; seq 5 is not older than the cutoff")
+	require.Equal(t, uint64(4), archivedSeq(t, s, g))
+	require.Zero(t, trim(t, s, at(4), 100))
+	require.Equal(t, span(5, 7), f.history(g, 0), "the media message left the history")
+	for _, q := range []string{"alpha", "picture"} {
+		var found []uint64
+		for _, h := range f.search(b, q) {
+			found = append(found, h.Message.Seq)
+		}
+		require.NotContains(t, found, uint64(4), q)
+		require.NotContains(t, found, uint64(2), q)
+	}
+	ok, err := s.CanReadMedia(ctx, b.ID, media.ID)
+	require.NoError(t, err)
+	require.True(t, ok, "the media message's row still grants its members access")
+
+	// Everything is old now, but the newest message stays.
+	require.Equal(t, 2, trim(t, s, at(100), 100))
+	require.Equal(t, uint64(6), archivedSeq(t, s, g))
+	require.Equal(t, []uint64{7}, f.history(g, 0))
+	sums, err := s.ListConversations(ctx, b.ID)
+	require.NoError(t, err)
+	require.Len(t, sums, 1)
+	require.Equal(t, uint64(7), sums[0].LastMessage.Seq)
+
+	// A member who joined after the boundary has nothing archived; one who
+	// joined below it reads from the join point.
+	late := f.user()
+	_, err = s.AddMembers(ctx, g.ID, []string{late.ID}, 0, f.notice(a, 7)) // seq 8
+	require.NoError(t, err)
+	ranges, err := s.ArchivedRanges(ctx, b.ID, "")
+	require.NoError(t, err)
+	require.Equal(t, []storage.ArchivedRange{{ConversationID: g.ID, FromSeq: 1, ToSeq: 6}}, ranges)
+	ranges, err = s.ArchivedRanges(ctx, late.ID, "")
+	require.NoError(t, err)
+	require.Empty(t, ranges)
+	ranges, err = s.ArchivedRanges(ctx, b.ID, "other")
+	require.NoError(t, err)
+	require.Empty(t, ranges)
+	seq, err := s.ArchivedSeq(ctx, "unknown")
+	require.NoError(t, err)
+	require.Zero(t, seq)
+}
+
+// testTrimLimit: one call moves up to limit messages over several
+// conversations; repeated calls finish the job and then move nothing.
+func testTrimLimit(t *testing.T, s ArchiveStore) {
+	f := newFixture(t, s)
+	require.NoError(t, s.EnableArchive(t.Context()))
+	a := f.user()
+	var convs []storage.Conversation
+	for range 3 {
+		c := f.direct(a, f.user())
+		f.send(c, a, 5) // at(10) each
+		convs = append(convs, c)
+	}
+	drain(t, s, 100)
+	require.Equal(t, 6, trim(t, s, at(11), 6))
+	require.Equal(t, 6, trim(t, s, at(11), 6))
+	require.Zero(t, trim(t, s, at(11), 6))
+	for _, c := range convs {
+		require.Equal(t, uint64(4), archivedSeq(t, s, c))
+		require.Equal(t, []uint64{5}, f.history(c, 0))
+	}
+	ranges, err := s.ArchivedRanges(t.Context(), a.ID, "")
+	require.NoError(t, err)
+	require.Len(t, ranges, 3)
+	ranges, err = s.ArchivedRanges(t.Context(), a.ID, convs[1].ID)
+	require.NoError(t, err)
+	require.Equal(t, []storage.ArchivedRange{{ConversationID: convs[1].ID, FromSeq: 1, ToSeq: 4}}, ranges)
+}
+
+// testTrimRefusedBeforeEnable: without the outbox nothing proves the
+// archive has a message, so nothing is trimmed.
+func testTrimRefusedBeforeEnable(t *testing.T, s ArchiveStore) {
+	f := newFixture(t, s)
+	a := f.user()
+	c := f.direct(a, f.user())
+	f.send(c, a, 3)
+	_, err := s.TrimArchived(t.Context(), at(100), 10)
+	require.Error(t, err)
+	require.Equal(t, span(1, 3), f.history(c, 0))
+}
