@@ -11,7 +11,7 @@ import (
 
 // A message recalled in the millisecond it was created: whichever order
 // its two states reach the archive in (a replay of the first after the
-// recall), readers see the recalled one, without content.
+// recall), readers see the recalled one, without content or text.
 func TestArchiveMessagesRecallOutranksSameMillisecond(t *testing.T) {
 	t.Parallel()
 	for _, recalledFirst := range []bool{false, true} {
@@ -21,7 +21,7 @@ func TestArchiveMessagesRecallOutranksSameMillisecond(t *testing.T) {
 			Body: []byte("secret"), CreatedAt: at}
 		recalled := sent
 		recalled.Body, recalled.RecalledAt = nil, at
-		states := [][]storage.Message{{sent}, {recalled}}
+		states := [][]storage.ArchiveRecord{{{Message: sent, SearchText: "secret"}}, {{Message: recalled}}}
 		if recalledFirst {
 			states[0], states[1] = states[1], states[0]
 		}
@@ -32,6 +32,7 @@ func TestArchiveMessagesRecallOutranksSameMillisecond(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, got, 1)
 		require.Nil(t, got[0].Body, "recalled first: %v", recalledFirst)
+		require.Empty(t, got[0].SearchText, "recalled first: %v", recalledFirst)
 		require.Equal(t, at, got[0].RecalledAt)
 	}
 }

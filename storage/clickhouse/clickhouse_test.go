@@ -17,7 +17,9 @@ func TestFeaturesOf(t *testing.T) {
 		{name: "debian_18_16", version: "18.16.1", want: Features{Version: "18.16.1"}},
 		{name: "ttl_without_indexes", version: "19.6.2.11", want: Features{Version: "19.6.2.11", TTL: true}},
 		{name: "indexes_production_ready", version: "20.1.2.4", want: Features{Version: "20.1.2.4", TokenIndex: true, TTL: true}},
-		{name: "current", version: "24.8.4.13", want: Features{Version: "24.8.4.13", TokenIndex: true, TTL: true}},
+		{name: "before_exact_final", version: "24.8.4.13", want: Features{Version: "24.8.4.13", TokenIndex: true, TTL: true}},
+		{name: "exact_final_25_6", version: "25.6.2.5", want: Features{Version: "25.6.2.5", TokenIndex: true, TTL: true, SkipIndexFinal: true}},
+		{name: "current", version: "26.7.3.1", want: Features{Version: "26.7.3.1", TokenIndex: true, TTL: true, SkipIndexFinal: true}},
 		{name: "not_a_version", version: "latest", wantErr: true},
 		{name: "major_only", version: "24", wantErr: true},
 	} {
@@ -38,6 +40,25 @@ func TestStatements(t *testing.T) {
 	t.Parallel()
 	got := statements("-- a comment; with a semicolon\nCREATE TABLE a (x UInt8)\nENGINE = Memory;\n\n  -- another\nDROP TABLE b;\n")
 	require.Equal(t, []string{"CREATE TABLE a (x UInt8)\nENGINE = Memory", "DROP TABLE b"}, got)
-	require.Len(t, statements(bodyTokensDDL), 1, "the feature DDL is one statement")
-	require.Contains(t, bodyTokensDDL, "INDEX body_tokens ", "applyFeatures looks for this text in SHOW CREATE TABLE")
+	for _, idx := range featureIndexes {
+		require.Len(t, statements(idx.ddl), 1, "the feature DDL is one statement")
+		require.Contains(t, idx.ddl, "INDEX "+idx.name+" ", "applyFeatures looks for this text in SHOW CREATE TABLE")
+	}
+}
+
+func TestAddedColumn(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		stmt          string
+		table, column string
+	}{
+		{stmt: "ALTER TABLE messages ADD COLUMN search_text String", table: "messages", column: "search_text"},
+		{stmt: "alter  table messages\n\tadd column x UInt8 DEFAULT 0", table: "messages", column: "x"},
+		{stmt: "ALTER TABLE messages ADD INDEX i x TYPE minmax GRANULARITY 1"},
+		{stmt: "CREATE TABLE IF NOT EXISTS a (x UInt8) ENGINE = Memory"},
+	} {
+		table, column := addedColumn(tc.stmt)
+		require.Equal(t, tc.table, table, tc.stmt)
+		require.Equal(t, tc.column, column, tc.stmt)
+	}
 }

@@ -87,6 +87,7 @@ func testMessages(conv string, first uint64, n int) []clickhouse.ArchivedMessage
 			ClientMsgID:    fmt.Sprintf("c-%d", seq),
 			Kind:           storage.MessageText,
 			Body:           fmt.Appendf(nil, "hello %d, ünïcode ✓", seq),
+			SearchText:     fmt.Sprintf("Hello %d, ünïcode ✓", seq),
 			CreatedAt:      base.Add(time.Duration(seq) * time.Millisecond),
 		}
 	}

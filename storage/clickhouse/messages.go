@@ -4,17 +4,26 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/parley-im/parley/storage"
+	"github.com/parley-im/parley/storage/textsearch"
 )
 
-// messageColumns are the columns WriteMessages fills, in Append order.
-// They are named in the INSERT: without names, clickhouse-go (v2.30+)
-// inserts nothing and reports no error. archived_at takes its DEFAULT.
+// messageColumns are the columns an ArchivedMessage is read from, in Scan
+// order.
 const messageColumns = `conversation_id, seq, message_id, sender_id, sender_device_id, client_msg_id,
 	kind, body, media_id, created_at, created_at_nsec, edited, edited_at, edited_at_nsec,
-	recalled, recalled_at, recalled_at_nsec, version`
+	recalled, recalled_at, recalled_at_nsec, version, search_text`
+
+// insertColumns are the columns WriteMessages fills, in Append order:
+// messageColumns and the derived search_words. They are named in the
+// INSERT: without names, clickhouse-go (v2.30+) inserts nothing and
+// reports no error. archived_at takes its DEFAULT.
+const insertColumns = messageColumns + `, search_words`
 
 // ArchivedMessage is one state of a message as the archive keeps it.
 type ArchivedMessage struct {
@@ -31,6 +40,11 @@ type ArchivedMessage struct {
 	// is set, whatever it holds.
 	Body    []byte
 	MediaID string
+	// SearchText is the message's searchable text (storage.NewMessage's
+	// SearchText): a text message's body, an image or file's caption;
+	// empty for none. SearchMessages finds the message by its words.
+	// WriteMessages writes it empty when RecalledAt is set, like Body.
+	SearchText string
 	// CreatedAt is when the message was committed. Required, from 1970 to
 	// 2105 (DateTime's range), and the same in every state of a message:
 	// it picks the partition, and states in different partitions are
@@ -102,7 +116,7 @@ func (db *DB) WriteMessages(ctx context.Context, msgs []ArchivedMessage) error {
 	}
 	cctx, cancel := db.call(ctx)
 	defer cancel()
-	batch, err := db.conn.PrepareBatch(cctx, "INSERT INTO messages ("+messageColumns+")")
+	batch, err := db.conn.PrepareBatch(cctx, "INSERT INTO messages ("+insertColumns+")")
 	if err != nil {
 		return wrapErr(ctx, "write messages: prepare", err)
 	}
@@ -110,10 +124,10 @@ func (db *DB) WriteMessages(ctx context.Context, msgs []ArchivedMessage) error {
 	defer func() { _ = batch.Abort() }()
 	for i := range msgs {
 		m := &msgs[i]
-		body := m.Body
+		body, text := m.Body, m.SearchText
 		recalled := !m.RecalledAt.IsZero()
 		if recalled {
-			body = nil
+			body, text = nil, ""
 		}
 		version := m.Version
 		if version == 0 {
@@ -126,7 +140,7 @@ func (db *DB) WriteMessages(ctx context.Context, msgs []ArchivedMessage) error {
 			m.ConversationID, m.Seq, m.ID, m.SenderID, m.SenderDeviceID, m.ClientMsgID,
 			uint8(m.Kind), body, m.MediaID, created, createdNsec,
 			flag(!m.EditedAt.IsZero()), edited, editedNsec,
-			flag(recalled), recalledAt, recalledNsec, version,
+			flag(recalled), recalledAt, recalledNsec, version, text, searchWords(text),
 		); err != nil {
 			return fmt.Errorf("clickhouse: write messages: message %d: %w", i, err)
 		}
@@ -140,7 +154,8 @@ func (db *DB) WriteMessages(ctx context.Context, msgs []ArchivedMessage) error {
 // Messages returns the archived messages of conversationID with fromSeq
 // <= seq <= toSeq in seq order, at most limit of them (limit <= 0 means
 // no limit), each in its latest state (FINAL collapses replays, edits
-// and recalls). Version is the state's version.
+// and recalls). Version is the state's version; SearchText is empty for
+// rows written before the archive kept it (migration 0003).
 func (db *DB) Messages(ctx context.Context, conversationID string, fromSeq, toSeq uint64, limit int) ([]ArchivedMessage, error) {
 	if db.closed.Load() {
 		return nil, errClosed("read messages")
@@ -162,30 +177,9 @@ func (db *DB) Messages(ctx context.Context, conversationID string, fromSeq, toSe
 	defer rows.Close()
 	var out []ArchivedMessage
 	for rows.Next() {
-		var (
-			m                                     ArchivedMessage
-			kind, edited, recalled                uint8
-			body                                  string
-			createdAt, editedAt, recalledAt       time.Time
-			createdNsec, editedNsec, recalledNsec uint32
-		)
-		if err := rows.Scan(
-			&m.ConversationID, &m.Seq, &m.ID, &m.SenderID, &m.SenderDeviceID, &m.ClientMsgID,
-			&kind, &body, &m.MediaID, &createdAt, &createdNsec, &edited, &editedAt, &editedNsec,
-			&recalled, &recalledAt, &recalledNsec, &m.Version,
-		); err != nil {
+		m, err := scanArchived(rows)
+		if err != nil {
 			return nil, wrapErr(ctx, "read messages: scan", err)
-		}
-		m.Kind = storage.MessageKind(kind)
-		if body != "" {
-			m.Body = []byte(body)
-		}
-		m.CreatedAt = joinTime(createdAt, createdNsec)
-		if edited != 0 {
-			m.EditedAt = joinTime(editedAt, editedNsec)
-		}
-		if recalled != 0 {
-			m.RecalledAt = joinTime(recalledAt, recalledNsec)
 		}
 		out = append(out, m)
 	}
@@ -208,6 +202,61 @@ func (db *DB) Count(ctx context.Context) (uint64, error) {
 		return 0, wrapErr(ctx, "count messages", err)
 	}
 	return n, nil
+}
+
+// scanArchived reads one row of messageColumns.
+func scanArchived(rows driver.Rows, extra ...any) (ArchivedMessage, error) {
+	var (
+		m                                     ArchivedMessage
+		kind, edited, recalled                uint8
+		body                                  string
+		createdAt, editedAt, recalledAt       time.Time
+		createdNsec, editedNsec, recalledNsec uint32
+	)
+	dest := []any{
+		&m.ConversationID, &m.Seq, &m.ID, &m.SenderID, &m.SenderDeviceID, &m.ClientMsgID,
+		&kind, &body, &m.MediaID, &createdAt, &createdNsec, &edited, &editedAt, &editedNsec,
+		&recalled, &recalledAt, &recalledNsec, &m.Version, &m.SearchText,
+	}
+	if err := rows.Scan(append(dest, extra...)...); err != nil {
+		return ArchivedMessage{}, err
+	}
+	m.Kind = storage.MessageKind(kind)
+	if body != "" {
+		m.Body = []byte(body)
+	}
+	m.CreatedAt = joinTime(createdAt, createdNsec)
+	if edited != 0 {
+		m.EditedAt = joinTime(editedAt, editedNsec)
+	}
+	if recalled != 0 {
+		m.RecalledAt = joinTime(recalledAt, recalledNsec)
+	}
+	return m, nil
+}
+
+// searchWords is the search_words value of text: a space, then each
+// distinct folded word of text followed by a space; empty when text has
+// no word. No word holds a space, so ' w ' occurs in it exactly when w is
+// one of the words, and ' p' when a word starts with p.
+func searchWords(text string) string {
+	words := textsearch.Words(text)
+	if len(words) == 0 {
+		return ""
+	}
+	seen := make(map[string]bool, len(words))
+	var b strings.Builder
+	b.Grow(len(text) + 2)
+	b.WriteByte(' ')
+	for _, w := range words {
+		if seen[w.Folded] {
+			continue
+		}
+		seen[w.Folded] = true
+		b.WriteString(w.Folded)
+		b.WriteByte(' ')
+	}
+	return b.String()
 }
 
 // minTime and maxTime bound DateTime (UInt32 seconds since the epoch).

@@ -97,9 +97,11 @@ func TestWriteMessages(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, got, 3)
 		require.Empty(t, got[1].Body, "a recalled message's content is gone")
+		require.Empty(t, got[1].SearchText, "and its text")
 		require.Equal(t, recall.RecalledAt, got[1].RecalledAt)
 		require.Equal(t, clickhouse.StateVersion(recall), got[1].Version)
 		require.Equal(t, batch[0].Body, got[0].Body, "other messages keep theirs")
+		require.Equal(t, batch[0].SearchText, got[0].SearchText)
 		require.Equal(t, batch[2].Body, got[2].Body)
 	})
 

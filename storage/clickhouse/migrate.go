@@ -4,6 +4,7 @@ import (
 	"context"
 	"embed"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -13,19 +14,34 @@ import (
 // migrationFS holds the schema, one file per version: NNNN_name.sql,
 // applied in version order. A released file is never edited; a change is
 // a new file. Each file's statements are separated by ';' (not inside
-// literals) and must be idempotent (IF NOT EXISTS): without transactions,
-// a crash between a statement and the version's record runs it again.
+// literals) and must be idempotent: without transactions, a crash between
+// a statement and the version's record runs it again. CREATE takes IF NOT
+// EXISTS. ADD COLUMN cannot (18.16 refuses IF NOT EXISTS there), so a
+// statement "ALTER TABLE t ADD COLUMN c …" adding one column is skipped
+// when t has a column c already (addedColumn).
 //
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// bodyTokensDDL adds the token index on servers that have one (see
-// Features.TokenIndex). It is not a versioned migration: a server
-// upgraded to a release with the feature gets the index on the next
-// Open.
-//
-//go:embed features/body_tokens.sql
-var bodyTokensDDL string
+// The token indexes added on servers that have them (see
+// Features.TokenIndex). They are not versioned migrations: a server
+// upgraded to a release with the feature gets them on the next Open.
+var (
+	//go:embed features/body_tokens.sql
+	bodyTokensDDL string
+	//go:embed features/search_tokens.sql
+	searchTokensDDL string
+)
+
+// featureIndexes are the indexes applyFeatures adds, by name.
+var featureIndexes = []struct{ name, ddl string }{
+	{name: "body_tokens", ddl: bodyTokensDDL},
+	{name: "search_tokens", ddl: searchTokensDDL},
+}
+
+// addColumnRE matches a statement adding one column: ALTER TABLE t ADD
+// COLUMN c, whatever follows.
+var addColumnRE = regexp.MustCompile(`(?is)^ALTER\s+TABLE\s+(\w+)\s+ADD\s+COLUMN\s+(\w+)\s`)
 
 // createMigrationsTable records applied versions. Concurrent Opens may
 // record a version twice; the highest version is what counts.
@@ -73,7 +89,7 @@ func (db *DB) migrate(ctx context.Context) error {
 		}
 		op := fmt.Sprintf("migrate: %04d_%s", m.Version, m.Name)
 		for i, stmt := range statements(m.SQL) {
-			if err := db.exec(ctx, fmt.Sprintf("%s: statement %d", op, i+1), stmt); err != nil {
+			if err := db.migrateStatement(ctx, fmt.Sprintf("%s: statement %d", op, i+1), stmt); err != nil {
 				return err
 			}
 		}
@@ -82,6 +98,53 @@ func (db *DB) migrate(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// migrateStatement runs one statement of a migration, unless it adds a
+// column the table has already (a rerun after a crash). Should two Opens
+// race to add the column, the loser's error is dropped once the column is
+// seen to exist: what the statement was for is done.
+func (db *DB) migrateStatement(ctx context.Context, op, stmt string) error {
+	table, column := addedColumn(stmt)
+	if table == "" {
+		return db.exec(ctx, op, stmt)
+	}
+	has, err := db.hasColumn(ctx, table, column)
+	if err != nil {
+		return wrapErr(ctx, op+": look for column "+column, err)
+	}
+	if has {
+		return nil
+	}
+	execErr := db.exec(ctx, op, stmt)
+	if execErr == nil {
+		return nil
+	}
+	if has, err := db.hasColumn(ctx, table, column); err == nil && has {
+		return nil
+	}
+	return execErr
+}
+
+// hasColumn reports whether table of the connection's database has the
+// column.
+func (db *DB) hasColumn(ctx context.Context, table, column string) (bool, error) {
+	cctx, cancel := db.call(ctx)
+	defer cancel()
+	var n uint64
+	err := db.conn.QueryRow(cctx, `SELECT count() FROM system.columns
+		WHERE database = currentDatabase() AND table = ? AND name = ?`, table, column).Scan(&n)
+	return n > 0, err
+}
+
+// addedColumn returns the table and column of a statement adding one
+// column, and empty strings for any other statement.
+func addedColumn(stmt string) (table, column string) {
+	m := addColumnRE.FindStringSubmatch(stmt)
+	if m == nil {
+		return "", ""
+	}
+	return m[1], m[2]
 }
 
 // applyFeatures adds what the server's version supports and the table
@@ -99,10 +162,15 @@ func (db *DB) applyFeatures(ctx context.Context) error {
 	if err != nil {
 		return wrapErr(ctx, "open: read messages' definition", err)
 	}
-	if strings.Contains(create, "INDEX body_tokens ") {
-		return nil
+	for _, idx := range featureIndexes {
+		if strings.Contains(create, "INDEX "+idx.name+" ") {
+			continue
+		}
+		if err := db.exec(ctx, "open: add index "+idx.name, strings.Join(statements(idx.ddl), "")); err != nil {
+			return err
+		}
 	}
-	return db.exec(ctx, "open: add token index", strings.Join(statements(bodyTokensDDL), ""))
+	return nil
 }
 
 // recordVersion inserts one schema_migrations row. Through a batch with

@@ -1,0 +1,11 @@
+-- Applied by Open only on servers with Features.TokenIndex (20.1+), and
+-- only when the table does not have the index yet. It covers parts
+-- written from then on; older parts get it when merged, or at once with
+-- ALTER TABLE messages MATERIALIZE INDEX search_tokens (a mutation an
+-- operator runs when convenient).
+--
+-- SearchMessages asks it through hasToken(search_words, 'term') for the
+-- whole-word terms, and only on servers where a skip index is exact under
+-- FINAL (Features.SkipIndexFinal): elsewhere it matches with position(),
+-- which no index serves, and reads the searched conversations' rows.
+ALTER TABLE messages ADD INDEX search_tokens search_words TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 4

@@ -1,0 +1,22 @@
+-- Search in the archive. search_text is the message's searchable text
+-- (a text message's body, an image or file's caption; empty for system
+-- messages and once recalled), returned with each hit for snippets.
+-- search_words is derived from it by WriteMessages: its distinct words as
+-- textsearch folds them (lowercase, without diacritics), each followed by
+-- one space, after a leading space (" hello world "; empty for no word).
+-- A whole-word match is then position(search_words, ' term ') > 0 and a
+-- prefix match position(search_words, ' pre') > 0, which 18.16 runs, and
+-- the folding is Go's, identical for every backend. On servers with
+-- data-skipping indexes, Open adds a token bloom filter on search_words
+-- (features/search_tokens.sql): ClickHouse's tokens of search_words are
+-- exactly its words, since a word holds no ASCII separator.
+--
+-- Rows written before this migration read as empty: they are not found,
+-- as storage.SearchStore allows for messages older than the index.
+--
+-- 18.16 refuses ADD COLUMN IF NOT EXISTS (a syntax error; later releases
+-- accept it). So each statement adds one column, and the migration runner
+-- skips an ALTER TABLE … ADD COLUMN whose column the table already has
+-- (see migrate.go), which makes a rerun after a crash a no-op.
+ALTER TABLE messages ADD COLUMN search_text String;
+ALTER TABLE messages ADD COLUMN search_words String
