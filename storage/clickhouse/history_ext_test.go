@@ -115,7 +115,8 @@ func TestHistory(t *testing.T) {
 func TestHistoryRecalledState(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, _ := newDB(t)
+	db, name := newDB(t)
+	require.NoError(t, server.Exec(ctx, "SYSTEM STOP MERGES "+name+".messages"))
 	batch := testMessages("c", 1, 3)
 	batch[1].MediaID = "media-2"
 	require.NoError(t, db.WriteMessages(ctx, batch))
@@ -124,6 +125,7 @@ func TestHistoryRecalledState(t *testing.T) {
 	require.NoError(t, db.WriteMessages(ctx, []clickhouse.ArchivedMessage{recall}))
 	// The earlier state arrives again after the recall (a replay).
 	require.NoError(t, db.WriteMessages(ctx, batch))
+	require.Equal(t, "7", rawCount(t, server, name), "only FINAL collapses the states")
 
 	for _, dir := range []storage.Direction{storage.Before, storage.After} {
 		page, more, err := db.History(ctx, storage.HistoryQuery{ConversationID: "c", Direction: dir, Limit: 3}, 3)

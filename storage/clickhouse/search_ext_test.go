@@ -283,7 +283,11 @@ func TestSearchMessagesPaging(t *testing.T) {
 func TestSearchMessagesRecall(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, _ := newDB(t)
+	db, name := newDB(t)
+	// Stopped merges leave each state in its own part: only FINAL can
+	// collapse them, and a condition applied before it (PREWHERE) would
+	// keep the earlier state.
+	require.NoError(t, server.Exec(ctx, "SYSTEM STOP MERGES "+name+".messages"))
 	batch := []clickhouse.ArchivedMessage{
 		textMessage("c", 1, searchBase, "secret plan"),
 		textMessage("c", 2, searchBase.Add(time.Second), "secret plan B"),
@@ -305,6 +309,7 @@ func TestSearchMessagesRecall(t *testing.T) {
 	// The earlier state again after the recall (a replay) loses.
 	require.NoError(t, db.WriteMessages(ctx, batch))
 	require.Equal(t, []string{"c/3", "c/1"}, search(), "a replay does not bring it back")
+	require.Equal(t, "7", rawCount(t, server, name), "every state is stored")
 }
 
 func TestSearchMessagesBadInput(t *testing.T) {
