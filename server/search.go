@@ -23,8 +23,9 @@ const (
 	// snippetRunes is how much of a message's text a search result shows.
 	snippetRunes = 200
 	// searchTokenVersion leads every page token, so that a later format
-	// can tell old tokens apart.
-	searchTokenVersion = 1
+	// can tell old tokens apart. Version 2 added the tier (window or
+	// archive).
+	searchTokenVersion = 2
 )
 
 var (
@@ -60,12 +61,11 @@ func (c *chatService) SearchMessages(ctx context.Context, req *parleyv1.SearchMe
 		q.Limit = defaultSearchPageSize
 	}
 	fp := searchFingerprint(req)
+	pos := searchPosition{tier: tierWindow}
 	if tok := req.GetPageToken(); tok != "" {
-		after, err := decodeSearchToken(tok, fp)
-		if err != nil {
+		if pos, err = decodeSearchToken(tok, fp); err != nil {
 			return nil, err
 		}
-		q.After = &after
 	}
 	if q.ConversationID != "" {
 		// The store would find nothing; the caller is told why.
@@ -73,7 +73,7 @@ func (c *chatService) SearchMessages(ctx context.Context, req *parleyv1.SearchMe
 			return nil, toConnect(ctx, s.logger, "SearchMessages", err)
 		}
 	}
-	hits, more, err := s.store.SearchMessages(ctx, q)
+	hits, next, err := s.searchPage(ctx, q, pos)
 	if err != nil {
 		return nil, toConnect(ctx, s.logger, "SearchMessages", err)
 	}
@@ -95,10 +95,93 @@ func (c *chatService) SearchMessages(ctx context.Context, req *parleyv1.SearchMe
 		}
 		res.Results[i] = r
 	}
-	if more && len(hits) > 0 {
-		res.NextPageToken = encodeSearchToken(hits[len(hits)-1].Cursor(), fp)
+	if next != nil {
+		res.NextPageToken = encodeSearchToken(*next, fp)
 	}
 	return res, nil
+}
+
+// searchTier is the part of the history a search page continues in.
+type searchTier byte
+
+const (
+	// tierWindow is the store's window, after the cursor (or from its
+	// newest hit when there is none).
+	tierWindow searchTier = 0
+	// tierArchive is the archive, after the cursor.
+	tierArchive searchTier = 1
+	// tierArchiveStart is the archive from its newest hit: the window
+	// ended exactly on a page boundary.
+	tierArchiveStart searchTier = 2
+)
+
+// searchPosition is where the next page starts.
+type searchPosition struct {
+	tier   searchTier
+	cursor *storage.SearchCursor
+}
+
+// searchPage returns a page of q's hits from pos, and where the next page
+// starts (nil: there is none). Hits come from the store's window first,
+// newest first, and then from the archive below it, newest first: the
+// window holds the recent weeks, so this is nearly the time order, and a
+// page token says which part it continues.
+func (s *Server) searchPage(ctx context.Context, q storage.SearchQuery, pos searchPosition) ([]storage.SearchHit, *searchPosition, error) {
+	var hits []storage.SearchHit
+	if pos.tier == tierWindow {
+		q.After = pos.cursor
+		var (
+			more bool
+			err  error
+		)
+		hits, more, err = s.store.SearchMessages(ctx, q)
+		if err != nil {
+			return nil, nil, err
+		}
+		switch {
+		case more:
+			return hits, &searchPosition{tier: tierWindow, cursor: lastCursor(hits)}, nil
+		case s.archive == nil:
+			return hits, nil, nil
+		case len(hits) >= q.Limit:
+			// The page is full: is there anything in the archive?
+			probe := q
+			probe.After, probe.Limit = nil, 1
+			old, _, err := s.archive.SearchArchived(ctx, probe)
+			if err == nil && len(old) == 0 {
+				return hits, nil, nil
+			}
+			// On an error the next page will say what is wrong.
+			return hits, &searchPosition{tier: tierArchiveStart}, nil
+		}
+		q.Limit -= len(hits)
+		pos = searchPosition{tier: tierArchiveStart}
+	}
+	if s.archive == nil {
+		// A token from a server with an archive.
+		return hits, nil, nil
+	}
+	q.After = pos.cursor
+	old, more, err := s.archive.SearchArchived(ctx, q)
+	if err != nil {
+		if len(hits) == 0 {
+			return nil, nil, err
+		}
+		// The window's hits stand; the next page tries the archive again.
+		s.logger.WarnContext(ctx, "search: archive unavailable", "err", err)
+		return hits, &searchPosition{tier: tierArchiveStart}, nil
+	}
+	hits = append(hits, old...)
+	if !more || len(old) == 0 {
+		return hits, nil, nil
+	}
+	return hits, &searchPosition{tier: tierArchive, cursor: lastCursor(old)}, nil
+}
+
+// lastCursor is the position of the last of hits (not empty).
+func lastCursor(hits []storage.SearchHit) *storage.SearchCursor {
+	c := hits[len(hits)-1].Cursor()
+	return &c
 }
 
 // optTime converts an optional request time; an invalid one is
@@ -132,37 +215,61 @@ func searchFingerprint(req *parleyv1.SearchMessagesRequest) uint64 {
 	return h.Sum64()
 }
 
-// encodeSearchToken writes the position of a page's last hit and the
-// query's fingerprint: version, fingerprint (8 bytes), created_at in unix
-// milliseconds and seq (varints), then the conversation id, all in
-// unpadded base64url. It is not secret or signed: a forged token can only
-// move the start of a search the store limits to the caller's own
-// conversations anyway.
-func encodeSearchToken(c storage.SearchCursor, fp uint64) string {
+// encodeSearchToken writes where the next page starts and the query's
+// fingerprint: version, fingerprint (8 bytes), tier; then, unless the
+// tier starts the archive from its top, the position of the page's last
+// hit: created_at in unix milliseconds and seq (varints), then the
+// conversation id. All in unpadded base64url. It is not secret or
+// signed: a forged token can only move the start of a search the stores
+// limit to the caller's own conversations anyway.
+func encodeSearchToken(pos searchPosition, fp uint64) string {
 	b := []byte{searchTokenVersion}
 	b = binary.BigEndian.AppendUint64(b, fp)
-	b = binary.AppendVarint(b, c.CreatedAt.UnixMilli())
-	b = binary.AppendUvarint(b, c.Seq)
-	b = append(b, c.ConversationID...)
+	b = append(b, byte(pos.tier))
+	if c := pos.cursor; c != nil {
+		b = binary.AppendVarint(b, c.CreatedAt.UnixMilli())
+		b = binary.AppendUvarint(b, c.Seq)
+		b = append(b, c.ConversationID...)
+	}
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // decodeSearchToken is the inverse of encodeSearchToken; it fails with
-// InvalidArgument naming page_token.
-func decodeSearchToken(tok string, fp uint64) (storage.SearchCursor, error) {
+// InvalidArgument naming page_token. Tokens of version 1 (before the
+// archive) continue in the window.
+func decodeSearchToken(tok string, fp uint64) (searchPosition, error) {
 	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(b) < 9 || b[0] != searchTokenVersion {
-		return storage.SearchCursor{}, errSearchBadToken
+	if err != nil || len(b) < 9 || (b[0] != searchTokenVersion && b[0] != 1) {
+		return searchPosition{}, errSearchBadToken
 	}
 	if binary.BigEndian.Uint64(b[1:9]) != fp {
-		return storage.SearchCursor{}, errSearchOtherQuery
+		return searchPosition{}, errSearchOtherQuery
 	}
-	r := bytes.NewReader(b[9:])
+	pos := searchPosition{tier: tierWindow}
+	rest := b[9:]
+	if b[0] == searchTokenVersion {
+		if len(rest) == 0 {
+			return searchPosition{}, errSearchBadToken
+		}
+		pos.tier, rest = searchTier(rest[0]), rest[1:]
+		switch pos.tier {
+		case tierArchiveStart:
+			if len(rest) != 0 {
+				return searchPosition{}, errSearchBadToken
+			}
+			return pos, nil
+		case tierWindow, tierArchive:
+		default:
+			return searchPosition{}, errSearchBadToken
+		}
+	}
+	r := bytes.NewReader(rest)
 	msec, err1 := binary.ReadVarint(r)
 	seq, err2 := binary.ReadUvarint(r)
 	if err := errors.Join(err1, err2); err != nil || r.Len() == 0 || r.Len() > 64 {
-		return storage.SearchCursor{}, errSearchBadToken
+		return searchPosition{}, errSearchBadToken
 	}
-	conv := string(b[len(b)-r.Len():])
-	return storage.SearchCursor{CreatedAt: time.UnixMilli(msec).UTC(), ConversationID: conv, Seq: seq}, nil
+	conv := string(rest[len(rest)-r.Len():])
+	pos.cursor = &storage.SearchCursor{CreatedAt: time.UnixMilli(msec).UTC(), ConversationID: conv, Seq: seq}
+	return pos, nil
 }

@@ -154,10 +154,22 @@ type Deps struct {
 	// Admin serves AdminService (analytics for admins); nil leaves it
 	// out.
 	Admin *AdminDeps
+	// Archive searches the archived history below the store's window
+	// (server/history.Reader); nil searches the store alone. (History
+	// pages cross the window through Store: main hands over a Store whose
+	// History is the Reader's.)
+	Archive ArchiveSearch
 	// Events takes the connection_opened and connection_closed events of
 	// the streams; nil records none. (The engine and the hub record the
 	// message events: engine.SetEvents, hub.SetEvents.)
 	Events EventRecorder
+}
+
+// ArchiveSearch finds messages in the archived history, the part of each
+// conversation older than the store's window, as the store's
+// SearchMessages does in the window (the same query, order and cursor).
+type ArchiveSearch interface {
+	SearchArchived(ctx context.Context, q storage.SearchQuery) ([]storage.SearchHit, bool, error)
 }
 
 // Presence tracks which users have a device online. On one node the hub
@@ -207,6 +219,8 @@ type Server struct {
 	limits  *metrics.RateLimit
 	// events takes analytics events; nil records none.
 	events EventRecorder
+	// archive searches below the store's window; nil when there is none.
+	archive ArchiveSearch
 
 	// media serves MediaService and the signed media URLs; nil when the
 	// server has no media storage.
@@ -246,6 +260,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	s.router, s.presence = d.Router, d.Presence
 	s.events = d.Events
+	s.archive = d.Archive
 	if s.router == nil {
 		s.router = d.Hub
 	}

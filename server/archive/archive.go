@@ -61,12 +61,25 @@ type Config struct {
 	// holder renews it every third of it. When the holder dies, another
 	// process takes over within LeaseTTL.
 	LeaseTTL time.Duration `yaml:"lease_ttl" env:"LEASE_TTL"`
+	// HotWindow is how much recent history the primary store keeps once
+	// the archive has it: older messages leave the store (storage.
+	// HotWindow.TrimArchived) and are read from the archive. 0 keeps
+	// everything in the store.
+	HotWindow time.Duration `yaml:"hot_window" env:"HOT_WINDOW"`
+	// TrimInterval is how often the archiver, when the outbox is drained,
+	// looks for messages that have left the window. Each look walks the
+	// conversations table.
+	TrimInterval time.Duration `yaml:"trim_interval" env:"TRIM_INTERVAL"`
 }
 
 // DefaultConfig returns the defaults: batches of 5000 every second when
-// idle, a 15 s lease.
+// idle, a 15 s lease, a 30-day window in the store trimmed every 5
+// minutes.
 func DefaultConfig() Config {
-	return Config{BatchSize: 5000, Interval: time.Second, LeaseTTL: 15 * time.Second}
+	return Config{
+		BatchSize: 5000, Interval: time.Second, LeaseTTL: 15 * time.Second,
+		HotWindow: 30 * 24 * time.Hour, TrimInterval: 5 * time.Minute,
+	}
 }
 
 // Validate reports values Run cannot work with.
@@ -78,6 +91,12 @@ func (c Config) Validate() error {
 	if c.Interval <= 0 {
 		errs = append(errs, fmt.Errorf("interval %s: must be positive", c.Interval))
 	}
+	if c.HotWindow < 0 {
+		errs = append(errs, fmt.Errorf("hot_window %s: must not be negative (0 keeps everything)", c.HotWindow))
+	}
+	if c.HotWindow > 0 && c.TrimInterval <= 0 {
+		errs = append(errs, fmt.Errorf("trim_interval %s: must be positive when hot_window is set", c.TrimInterval))
+	}
 	if c.LeaseTTL < 300*time.Millisecond {
 		errs = append(errs, fmt.Errorf("lease_ttl %s: must be at least 300ms", c.LeaseTTL))
 	}
@@ -88,6 +107,7 @@ func (c Config) Validate() error {
 type Source interface {
 	storage.ArchiveOutbox
 	storage.LeaseStore
+	storage.HotWindow
 }
 
 // Archiver moves the outbox into the archive. Create it with New; Run it
@@ -128,6 +148,8 @@ type runState struct {
 	enabled bool
 	backoff time.Duration
 	lagAt   time.Time
+	// trimAt is when the next trim is due.
+	trimAt time.Time
 }
 
 // Run archives until ctx ends, then gives the lease up and returns nil;
@@ -180,7 +202,33 @@ func (a *Archiver) step(ctx context.Context, st *runState) time.Duration {
 	if n == a.cfg.BatchSize {
 		return 0 // more is waiting
 	}
+	if a.cfg.HotWindow > 0 && !now.Before(st.trimAt) {
+		n, err := a.trim(ctx, st, now)
+		if err != nil {
+			return a.failed(ctx, st, "trim the store's window", err)
+		}
+		if n == a.cfg.BatchSize {
+			return 0 // more is due
+		}
+		st.trimAt = now.Add(a.cfg.TrimInterval)
+	}
 	return min(a.cfg.Interval, time.Until(st.renewAt))
+}
+
+// trim moves up to BatchSize messages older than the window out of the
+// store's history, once the outbox is drained: a message still in the
+// outbox is not passed anyway, so trimming behind a backlog finds little.
+func (a *Archiver) trim(ctx context.Context, st *runState, now time.Time) (int, error) {
+	cctx, cancel := context.WithDeadline(ctx, st.validUntil)
+	defer cancel()
+	cctx, ccancel := context.WithTimeout(cctx, callTimeout)
+	defer ccancel()
+	n, err := a.src.TrimArchived(cctx, now.Add(-a.cfg.HotWindow), a.cfg.BatchSize)
+	if n > 0 {
+		a.m.Trimmed(n)
+		a.logger.DebugContext(ctx, "archive: store window trimmed", slog.Int("messages", n))
+	}
+	return n, err
 }
 
 // renew takes or renews the lease and reports whether this process holds

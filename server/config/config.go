@@ -236,6 +236,10 @@ func (c Config) Validate() error {
 		if err := c.Archive.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("archive: %w", err))
 		}
+		if w := c.Archive.HotWindow; w > 0 && w <= c.Chat.RecallWindow {
+			// A message that left the store can no longer be recalled.
+			errs = append(errs, fmt.Errorf("archive: hot_window %s must exceed chat.recall_window %s", w, c.Chat.RecallWindow))
+		}
 	}
 	if err := c.Cluster.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("cluster: %w", err))

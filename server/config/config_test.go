@@ -71,6 +71,14 @@ func TestLoad(t *testing.T) {
 			require.Equal(t, "archive", c.Archive.ClickHouse.Database)
 		}},
 		{name: "archive_needs_clickhouse", env: map[string]string{"PARLEY_ARCHIVE_ENABLED": "true"}, wantErr: "clickhouse.addrs"},
+		{name: "archive_window_default", env: map[string]string{"PARLEY_ARCHIVE_ENABLED": "true", "PARLEY_ARCHIVE_CLICKHOUSE_ADDRS": "ch:9000"}, check: func(t *testing.T, c Config) {
+			require.Equal(t, 30*24*time.Hour, c.Archive.HotWindow)
+		}},
+		{name: "archive_window_off", env: map[string]string{"PARLEY_ARCHIVE_ENABLED": "true", "PARLEY_ARCHIVE_CLICKHOUSE_ADDRS": "ch:9000", "PARLEY_ARCHIVE_HOT_WINDOW": "0s"}, check: func(t *testing.T, c Config) {
+			require.Zero(t, c.Archive.HotWindow)
+		}},
+		{name: "archive_window_below_recall", env: map[string]string{"PARLEY_ARCHIVE_ENABLED": "true", "PARLEY_ARCHIVE_CLICKHOUSE_ADDRS": "ch:9000", "PARLEY_ARCHIVE_HOT_WINDOW": "1m"}, wantErr: "hot_window 1m0s must exceed chat.recall_window"},
+		{name: "archive_window_negative", env: map[string]string{"PARLEY_ARCHIVE_ENABLED": "true", "PARLEY_ARCHIVE_CLICKHOUSE_ADDRS": "ch:9000", "PARLEY_ARCHIVE_HOT_WINDOW": "-1h"}, wantErr: "hot_window -1h0m0s: must not be negative"},
 		{name: "archive_bad_batch", env: map[string]string{"PARLEY_ARCHIVE_ENABLED": "true", "PARLEY_ARCHIVE_CLICKHOUSE_ADDRS": "ch:9000", "PARLEY_ARCHIVE_BATCH_SIZE": "0"}, wantErr: "batch_size"},
 		{name: "observability_defaults", check: func(t *testing.T, c Config) {
 			require.Equal(t, "127.0.0.1:9090", c.AdminListen)

@@ -16,6 +16,7 @@ type Archive struct {
 	lagEntries prometheus.Gauge
 	lagSeconds prometheus.Gauge
 	leader     prometheus.Gauge
+	trimmed    prometheus.Counter
 }
 
 func newArchive(r *registrar) *Archive {
@@ -32,6 +33,8 @@ func newArchive(r *registrar) *Archive {
 			"Age of the oldest change not yet archived; 0 when the outbox is empty."),
 		leader: r.gauge("archive", "leader",
 			"1 while this process holds the archiver lease and archives, else 0."),
+		trimmed: r.counter("archive", "trimmed_messages_total",
+			"Messages that left the primary store's window for the archive (hot_window)."),
 	}
 }
 
@@ -42,6 +45,14 @@ func (a *Archive) Archived(n int, d time.Duration) {
 	}
 	a.archived.Add(float64(n))
 	a.batch.Observe(d.Seconds())
+}
+
+// Trimmed records n messages moved out of the store's window.
+func (a *Archive) Trimmed(n int) {
+	if a == nil {
+		return
+	}
+	a.trimmed.Add(float64(n))
 }
 
 // BatchFailed records a failed batch.

@@ -112,7 +112,8 @@ func openAnalytics(ctx context.Context, cfg config.Config, store storage.Store, 
 
 // lazyClickHouse is a ClickHouse opened in the background: until it
 // answers, every call fails with storage.ErrUnavailable (the AdminService
-// says Unavailable; the event writer keeps the batch and retries).
+// and archived history say Unavailable; the event writer and the archiver
+// keep their batch and retry).
 type lazyClickHouse struct {
 	db     atomic.Pointer[clickhouse.DB]
 	cancel context.CancelFunc
@@ -145,7 +146,7 @@ func (l *lazyClickHouse) close() {
 	}
 }
 
-var errNotConnected = fmt.Errorf("analytics: clickhouse not connected yet: %w", storage.ErrUnavailable)
+var errNotConnected = fmt.Errorf("clickhouse: not connected yet: %w", storage.ErrUnavailable)
 
 func (l *lazyClickHouse) get() (*clickhouse.DB, error) {
 	if db := l.db.Load(); db != nil {

@@ -38,6 +38,7 @@ import (
 	"github.com/parley-im/parley/server/config"
 	"github.com/parley-im/parley/server/engine"
 	"github.com/parley-im/parley/server/health"
+	"github.com/parley-im/parley/server/history"
 	"github.com/parley-im/parley/server/hub"
 	"github.com/parley-im/parley/server/internal/tracing"
 	"github.com/parley-im/parley/server/media"
@@ -157,6 +158,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer cl.close()
+	stopArchive, archived, err := startArchive(ctx, cfg, rawStore, node, logger, m.Archive)
+	if err != nil {
+		return err
+	}
+	defer stopArchive()
+	var archiveSearch server.ArchiveSearch
+	if archived != nil {
+		// History and search reach below the store's window. The engine's
+		// catch-up reads through it too: a device back after longer than
+		// the window gets the archived part of its backlog.
+		reader := history.New(hotSide{Store: store, HotWindow: rawStore.(storage.HotWindow)}, archived)
+		store = historyStore{Store: store, reader: reader}
+		archiveSearch = reader
+	}
 	eng := engine.New(cfg.Engine, store, cl.router, logger)
 	eng.SetMetrics(m.Engine)
 	if an.writer != nil {
@@ -197,6 +212,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Media:        mediaDeps,
 		Admin:        an.admin,
 		Events:       an.recorder(),
+		Archive:      archiveSearch,
 	})
 	if err != nil {
 		return err
@@ -245,12 +261,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		stopSweeper()
 		<-sweeperDone
 	}()
-	stopArchive, err := startArchive(ctx, cfg, rawStore, node, logger, m.Archive)
-	if err != nil {
-		return err
-	}
-	defer stopArchive()
-
 	checker.SetServing("", healthv1.HealthCheckResponse_SERVING)
 	ready.serving(func(ctx context.Context) error {
 		if err := cl.ready(); err != nil {
@@ -412,37 +422,36 @@ func defaultNode(listen string) string {
 }
 
 // startArchive starts the message archiver in a goroutine when
-// cfg.Archive.Enabled. The returned stop cancels it, waits for it (it
-// gives its lease up) and closes ClickHouse; it is idempotent.
-func startArchive(ctx context.Context, cfg config.Config, store storage.Store, node string, logger *slog.Logger, m *metrics.Archive) (func(), error) {
+// cfg.Archive.Enabled, and returns its ClickHouse (connected in the
+// background) for the history reader. The returned stop cancels the
+// archiver, waits for it (it gives its lease up) and closes ClickHouse;
+// it is idempotent. Nothing runs, and the ClickHouse is nil, when the
+// archive is off.
+func startArchive(ctx context.Context, cfg config.Config, store storage.Store, node string, logger *slog.Logger, m *metrics.Archive) (func(), *lazyClickHouse, error) {
 	if !cfg.Archive.Enabled {
-		return func() {}, nil
+		return func() {}, nil, nil
 	}
 	src, ok := store.(archive.Source)
 	if !ok {
-		return nil, errors.New("archive: the store keeps no archive outbox")
+		return nil, nil, errors.New("archive: the store keeps no archive outbox")
 	}
+	ch := openLazy(ctx, cfg.Archive.ClickHouse, logger.With("backend", "clickhouse"))
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		db := openArchive(runCtx, cfg.Archive.ClickHouse, logger)
-		if db == nil {
-			return
-		}
-		defer db.Close()
-		a := archive.New(cfg.Archive.Config, src, db, node, logger, m)
+		// Until ClickHouse answers, batches fail as unavailable and the
+		// archiver backs off; the outbox keeps every change meanwhile.
+		a := archive.New(cfg.Archive.Config, src, ch, node, logger, m)
 		if err := a.Run(runCtx); err != nil {
 			logger.Error("archive stopped", "err", err)
 		}
 	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			cancel()
-			<-done
-		})
-	}, nil
+	return sync.OnceFunc(func() {
+		cancel()
+		<-done
+		ch.close()
+	}), ch, nil
 }
 
 // openArchive opens ClickHouse, retrying with backoff until it answers;
