@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -95,20 +96,32 @@ func randomText(n int) string {
 // from the server's /metrics.
 func slowConsumerDrops(t *testing.T, adminURL string) float64 {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, adminURL+"/metrics", nil)
+	v, err := metric(t.Context(), adminURL, `parley_stream_disconnects_total{reason="slow_consumer"}`)
 	require.NoError(t, err)
+	return v
+}
+
+// metric reads one series (name with its labels, as /metrics prints it)
+// from a server's /metrics; 0 when it is not there yet. It does not fail
+// the test, so that polls may call it from any goroutine.
+func metric(ctx context.Context, adminURL, series string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
 	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
+	if err != nil {
+		return 0, err
+	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	const series = `parley_stream_disconnects_total{reason="slow_consumer"}`
+	if err != nil {
+		return 0, err
+	}
 	for line := range strings.Lines(string(body)) {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), series+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			require.NoError(t, err, "metric line %q", line)
-			return f
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
 		}
 	}
-	return 0
+	return 0, nil
 }
