@@ -1,9 +1,12 @@
 package clickhouse
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/parley-im/parley/storage/textsearch"
 )
 
 func TestFeaturesOf(t *testing.T) {
@@ -61,4 +64,34 @@ func TestAddedColumn(t *testing.T) {
 		require.Equal(t, tc.table, table, tc.stmt)
 		require.Equal(t, tc.column, column, tc.stmt)
 	}
+}
+
+func TestSearchWords(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ text, want string }{
+		{text: "", want: ""},
+		{text: " ,.!", want: ""},
+		{text: "Hello, hello WORLD!", want: " hello world "},
+		{text: "a1 b_2 c-3", want: " a1 b 2 c 3 "},
+		{text: "Crème brûlée, CRÈME", want: " creme brulee "},
+		{text: "ÇA va\tça", want: " ca va "},
+	} {
+		require.Equal(t, tc.want, searchWords(tc.text), tc.text)
+	}
+	// The ASCII fast path agrees with textsearch on every ASCII byte.
+	var all strings.Builder
+	for c := range 128 {
+		all.WriteString("x")
+		all.WriteByte(byte(c))
+		all.WriteString("Y ")
+	}
+	var want strings.Builder
+	seen := map[string]bool{}
+	for _, w := range textsearch.Words(all.String()) {
+		if !seen[w.Folded] {
+			seen[w.Folded] = true
+			want.WriteString(" " + w.Folded)
+		}
+	}
+	require.Equal(t, want.String()[1:], strings.TrimSpace(searchWords(all.String())))
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
@@ -236,27 +237,64 @@ func scanArchived(rows driver.Rows, extra ...any) (ArchivedMessage, error) {
 }
 
 // searchWords is the search_words value of text: a space, then each
-// distinct folded word of text followed by a space; empty when text has
-// no word. No word holds a space, so ' w ' occurs in it exactly when w is
-// one of the words, and ' p' when a word starts with p.
+// distinct folded word of text (textsearch.Words) followed by a space;
+// empty when text has no word. No word holds a space, so ' w ' occurs in
+// it exactly when w is one of the words, and ' p' when a word starts
+// with p.
 func searchWords(text string) string {
-	words := textsearch.Words(text)
-	if len(words) == 0 {
-		return ""
-	}
-	seen := make(map[string]bool, len(words))
-	var b strings.Builder
-	b.Grow(len(text) + 2)
-	b.WriteByte(' ')
-	for _, w := range words {
-		if seen[w.Folded] {
-			continue
+	var (
+		b    strings.Builder
+		seen = make(map[string]bool)
+	)
+	add := func(w string) {
+		if seen[w] {
+			return
 		}
-		seen[w.Folded] = true
-		b.WriteString(w.Folded)
+		seen[w] = true
+		if b.Len() == 0 {
+			b.Grow(len(text) + 2)
+			b.WriteByte(' ')
+		}
+		b.WriteString(w)
 		b.WriteByte(' ')
 	}
+	if !isASCII(text) {
+		for _, w := range textsearch.Words(text) {
+			add(w.Folded)
+		}
+		return b.String()
+	}
+	// The common case, without the Unicode normalization that dominated
+	// WriteMessages' CPU profile: in ASCII text a word is a
+	// run of letters and digits and folding lower-cases it, as
+	// textsearch.Words does (without its Unicode normalization).
+	word := make([]byte, 0, 32)
+	for i := 0; i <= len(text); i++ {
+		if i < len(text) {
+			if c := text[i]; 'a' <= c && c <= 'z' || '0' <= c && c <= '9' {
+				word = append(word, c)
+				continue
+			} else if 'A' <= c && c <= 'Z' {
+				word = append(word, c+'a'-'A')
+				continue
+			}
+		}
+		if len(word) > 0 {
+			add(string(word))
+			word = word[:0]
+		}
+	}
 	return b.String()
+}
+
+// isASCII reports whether s is all ASCII.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // minTime and maxTime bound DateTime (UInt32 seconds since the epoch).
