@@ -49,18 +49,6 @@ var (
 	tokenIndexSince = serverVersion{20, 1}
 	// ttlSince is the first release with table and column TTL (19.6).
 	ttlSince = serverVersion{19, 6}
-	// skipIndexFinalSince is the first release where a query with FINAL
-	// may use data-skipping indexes and stay exact: 25.6 turned on both
-	// use_skip_indexes_if_final (added in 22.2, ClickHouse PR #34243) and
-	// use_skip_indexes_if_final_exact_mode (ClickHouse PR #78350; on by
-	// default from 25.6, PR #81331). use_skip_indexes_if_final alone is not
-	// enough: an index can skip the granule holding a message's later
-	// state (a recall, whose search text is empty) while keeping the one
-	// with its earlier state, and FINAL then returns the earlier state.
-	// For the same reason releases 20.1 to 22.1, which apply skip indexes
-	// under FINAL unconditionally, must not be given a condition an index
-	// can serve.
-	skipIndexFinalSince = serverVersion{25, 6}
 )
 
 // Config configures Open.
@@ -99,12 +87,6 @@ type Features struct {
 	// bloom-filter indexes on the lower-cased message body and on the
 	// search words (features/).
 	TokenIndex bool
-	// SkipIndexFinal: a query with FINAL can use data-skipping indexes
-	// and still see every message's latest state (25.6 and later).
-	// SearchMessages then matches whole-word terms with hasToken, which
-	// the search_tokens index serves; before, with position(), which no
-	// index serves (see skipIndexFinalSince).
-	SkipIndexFinal bool
 	// TTL: table and column TTL clauses are available (19.6 and later).
 	// The archive does not use them: a compliance archive keeps
 	// everything until an operator decides otherwise.
@@ -237,9 +219,8 @@ func featuresOf(version string) (Features, error) {
 	}
 	v := serverVersion{major, minor}
 	return Features{
-		Version:        version,
-		TokenIndex:     v.atLeast(tokenIndexSince),
-		TTL:            v.atLeast(ttlSince),
-		SkipIndexFinal: v.atLeast(skipIndexFinalSince),
+		Version:    version,
+		TokenIndex: v.atLeast(tokenIndexSince),
+		TTL:        v.atLeast(ttlSince),
 	}, nil
 }

@@ -20,9 +20,7 @@ func TestFeaturesOf(t *testing.T) {
 		{name: "debian_18_16", version: "18.16.1", want: Features{Version: "18.16.1"}},
 		{name: "ttl_without_indexes", version: "19.6.2.11", want: Features{Version: "19.6.2.11", TTL: true}},
 		{name: "indexes_production_ready", version: "20.1.2.4", want: Features{Version: "20.1.2.4", TokenIndex: true, TTL: true}},
-		{name: "before_exact_final", version: "24.8.4.13", want: Features{Version: "24.8.4.13", TokenIndex: true, TTL: true}},
-		{name: "exact_final_25_6", version: "25.6.2.5", want: Features{Version: "25.6.2.5", TokenIndex: true, TTL: true, SkipIndexFinal: true}},
-		{name: "current", version: "26.7.3.1", want: Features{Version: "26.7.3.1", TokenIndex: true, TTL: true, SkipIndexFinal: true}},
+		{name: "current", version: "24.8.4.13", want: Features{Version: "24.8.4.13", TokenIndex: true, TTL: true}},
 		{name: "not_a_version", version: "latest", wantErr: true},
 		{name: "major_only", version: "24", wantErr: true},
 	} {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"strings"
 	"time"
 
@@ -74,11 +73,13 @@ type SearchScope struct {
 // twice are errors naming the field, and nothing is queried. Server
 // trouble wraps storage.ErrUnavailable. Safe for concurrent use.
 //
-// On 18.16 the terms are matched with position() over search_words,
-// reading every row of the scopes' seq ranges (the primary key narrows
-// the read to them). On servers where skip indexes are exact under FINAL
-// (Features.SkipIndexFinal), the whole-word terms are matched with
-// hasToken, which the search_tokens bloom filter serves.
+// Candidates come from a query without FINAL that reads narrow columns
+// only (on 18.16, a query with FINAL reads every selected column of every
+// row the primary key leaves, and a user's conversations are spread over
+// most granules); their latest states are then read by key with FINAL.
+// Whole-word terms are matched with hasToken on servers with the
+// search_tokens index (Features.TokenIndex), which serves it, and with
+// position() over search_words elsewhere; a prefix with position().
 func (db *DB) SearchMessages(ctx context.Context, q SearchQuery) ([]storage.SearchHit, bool, error) {
 	const op = "search messages"
 	if db.closed.Load() {
@@ -114,148 +115,96 @@ func (db *DB) SearchMessages(ctx context.Context, q SearchQuery) ([]storage.Sear
 		return nil, false, nil
 	}
 
-	// match is the condition a row must meet in its latest state, in
-	// both phases: not recalled, every term, CreatedAt in [From, To).
-	var match strings.Builder
-	var matchArgs []any
-	match.WriteString(`recalled = 0`)
-	last := len(q.Terms) - 1
-	for i, t := range q.Terms {
-		switch {
-		case i == last:
-			// A word starting with t: no index serves a prefix.
-			match.WriteString(` AND position(search_words, ?) > 0`)
-			matchArgs = append(matchArgs, " "+t)
-		case db.features.SkipIndexFinal:
-			// ClickHouse's tokens of search_words are its words: hasToken
-			// is the whole-word match, and the bloom filter serves it.
-			match.WriteString(` AND hasToken(search_words, ?)`)
-			matchArgs = append(matchArgs, t)
-		default:
-			// position, not LIKE or hasToken: on 20.1 to 25.5 an index
-			// serving the condition under FINAL could skip a message's
-			// recalled state and return its earlier one.
-			match.WriteString(` AND position(search_words, ?) > 0`)
-			matchArgs = append(matchArgs, " "+t+" ")
+	// Candidates come from a query without FINAL, which reads only the
+	// narrow columns the condition and the order need, in parallel, and
+	// may use the search_tokens index on servers that have one. Each is
+	// then checked in its latest state (FINAL, on the candidates' keys
+	// only). A row without FINAL may be a message's earlier state: a
+	// recalled or edited message can be a candidate that the check drops,
+	// and the search goes on after it until the page is full or the
+	// candidates run out. It never misses a hit: a message's latest state
+	// is a row, and created_at is the same in all its states.
+	var (
+		hits  []storage.SearchHit
+		after = q.After
+	)
+	for {
+		want := q.Limit + 1 - len(hits) // one past the page says more
+		keys, err := db.searchCandidates(ctx, q, convs, mins, maxs, ids, size, after, want)
+		if err != nil {
+			return nil, false, wrapErr(ctx, op, err)
 		}
+		if len(keys) == 0 {
+			break
+		}
+		found, err := db.searchCheck(ctx, q, keys)
+		if err != nil {
+			return nil, false, wrapErr(ctx, op, err)
+		}
+		hits = append(hits, found...)
+		if len(keys) < want || len(hits) > q.Limit {
+			break
+		}
+		k := keys[len(keys)-1]
+		after = &storage.SearchCursor{CreatedAt: time.UnixMilli(int64(k.ms)), ConversationID: k.conv, Seq: k.seq}
 	}
-	if !q.From.IsZero() && q.From.After(minTime) {
-		// created_at's bound lets the partitions' minmax skip months.
-		match.WriteString(` AND created_at >= toDateTime(?) AND ` + createdNsExpr + ` >= ?`)
-		matchArgs = append(matchArgs, uint32(q.From.Unix()), unixNano(q.From))
-	}
-	if !q.To.IsZero() && q.To.Before(maxTime) {
-		match.WriteString(` AND created_at <= toDateTime(?) AND ` + createdNsExpr + ` < ?`)
-		matchArgs = append(matchArgs, uint32(q.To.Unix()), unixNano(q.To))
-	}
-
-	settings := ch.Settings{}
-	if db.features.SkipIndexFinal {
-		settings["use_skip_indexes_if_final"] = 1
-		settings["use_skip_indexes_if_final_exact_mode"] = 1
-	}
-
-	// Phase 1 finds the page's keys reading only the narrow columns the
-	// condition and the order need: under FINAL, 18.16 reads every
-	// selected column of every row in the ranges the primary key leaves,
-	// and a user's conversations are spread over most granules (about a
-	// thousand conversations share one), so reading bodies here would
-	// read the table's. The scopes are bound once each, as arrays;
-	// transform looks a row's conversation up in a hash table (indexOf
-	// would scan the array for every row). conversation_id IN lets the
-	// primary key skip what it can.
-	var b strings.Builder
-	b.WriteString(`WITH ? AS convs, ? AS mins, ? AS maxs
-		SELECT conversation_id, seq, toUInt32(created_at), ` + createdMsExpr + ` AS created_ms
-		FROM messages FINAL
-		WHERE conversation_id IN ?
-		AND seq >= transform(conversation_id, convs, mins, 0)
-		AND seq <= transform(conversation_id, convs, maxs, 0)
-		AND ` + match.String())
-	args := append([]any{convs, mins, maxs, ch.GroupSet{Value: ids}}, matchArgs...)
-	if c := q.After; c != nil {
-		ms := max(c.CreatedAt.UnixMilli(), 0)
-		b.WriteString(` AND (created_ms < ? OR (created_ms = ? AND
-			(conversation_id < ? OR (conversation_id = ? AND seq < ?))))`)
-		args = append(args, ms, ms, c.ConversationID, c.ConversationID, c.Seq)
-	}
-	// One row past the page tells whether there is more.
-	b.WriteString(` ORDER BY created_ms DESC, conversation_id DESC, seq DESC LIMIT ?`)
-	args = append(args, uint64(q.Limit)+1)
-	phase1 := settings
-	if size += b.Len(); size > defaultMaxQuerySize {
-		phase1 = ch.Settings{"max_query_size": 2 * size}
-		maps.Copy(phase1, settings)
-	}
-	keys, err := db.searchKeys(ctx, phase1, b.String(), args)
-	if err != nil {
-		return nil, false, wrapErr(ctx, op, err)
-	}
-	more := len(keys) > q.Limit
+	more := len(hits) > q.Limit
 	if more {
-		keys = keys[:q.Limit]
-	}
-	if len(keys) == 0 {
-		return nil, false, nil
-	}
-
-	// Phase 2 reads the page's rows: the exact keys, and their seconds'
-	// range so that the partitions' minmax keeps the primary key from
-	// looking in every month. The condition is checked again: a message
-	// recalled or edited between the two phases drops out of the page,
-	// which is then shorter than Limit (more stays as phase 1 found it).
-	pairs := make([]any, len(keys))
-	pageConvs := make([]any, 0, len(keys))
-	seenConv := make(map[string]bool, len(keys))
-	lo, hi := keys[0].sec, keys[0].sec
-	for i, k := range keys {
-		pairs[i] = ch.GroupSet{Value: []any{k.conv, k.seq}}
-		if !seenConv[k.conv] {
-			seenConv[k.conv] = true
-			pageConvs = append(pageConvs, k.conv)
-		}
-		lo, hi = min(lo, k.sec), max(hi, k.sec)
-	}
-	query := `SELECT ` + messageColumns + `, ` + createdMsExpr + ` AS created_ms
-		FROM messages FINAL
-		WHERE conversation_id IN ? AND (conversation_id, seq) IN ?
-		AND created_at >= toDateTime(?) AND created_at <= toDateTime(?)
-		AND ` + match.String() + `
-		ORDER BY created_ms DESC, conversation_id DESC, seq DESC`
-	args = append([]any{ch.GroupSet{Value: pageConvs}, ch.GroupSet{Value: pairs}, lo, hi}, matchArgs...)
-	hits, err := db.searchRows(ctx, settings, query, args)
-	if err != nil {
-		return nil, false, wrapErr(ctx, op, err)
+		hits = hits[:q.Limit]
 	}
 	return hits, more, nil
 }
 
-// searchKey is a phase-1 hit: its key and CreatedAt's second.
-type searchKey struct {
-	conv string
-	seq  uint64
-	sec  uint32
-}
+// searchCandidates returns the keys of up to n messages with a row that
+// matches q in the scopes, after the position after, in the search
+// order, each once.
+func (db *DB) searchCandidates(ctx context.Context, q SearchQuery, convs []string, mins, maxs []uint64, ids []any,
+	size int, after *storage.SearchCursor, n int,
+) ([]searchKey, error) {
+	// The scopes are bound once each, as arrays; transform looks a row's
+	// conversation up in a hash table (indexOf would scan the array for
+	// every row). conversation_id IN lets the primary key skip what it
+	// can: at a thousand conversations to a granule, not much for a
+	// user's conversations spread over the table.
+	var b strings.Builder
+	b.WriteString(`WITH ? AS convs, ? AS mins, ? AS maxs
+		SELECT conversation_id, seq, toUInt32(created_at), ` + createdMsExpr + ` AS created_ms
+		FROM messages
+		WHERE conversation_id IN ?
+		AND seq >= transform(conversation_id, convs, mins, 0)
+		AND seq <= transform(conversation_id, convs, maxs, 0)
+		AND `)
+	args := []any{convs, mins, maxs, ch.GroupSet{Value: ids}}
+	// Without FINAL an index cannot hide a later state: hasToken, which
+	// the search_tokens bloom filter serves, is safe wherever the index
+	// exists.
+	args = appendMatch(&b, args, q, db.features.TokenIndex)
+	if after != nil {
+		ms := max(after.CreatedAt.UnixMilli(), 0)
+		b.WriteString(` AND (created_ms < ? OR (created_ms = ? AND
+			(conversation_id < ? OR (conversation_id = ? AND seq < ?))))`)
+		args = append(args, ms, ms, after.ConversationID, after.ConversationID, after.Seq)
+	}
+	// Replays and states of a message are rows of one key, with one
+	// created_at: LIMIT 1 BY keeps one.
+	b.WriteString(` ORDER BY created_ms DESC, conversation_id DESC, seq DESC
+		LIMIT 1 BY conversation_id, seq LIMIT ?`)
+	args = append(args, uint64(n))
 
-// searchKeys runs SearchMessages' first phase.
-func (db *DB) searchKeys(ctx context.Context, settings ch.Settings, query string, args []any) ([]searchKey, error) {
 	cctx, cancel := db.call(ctx)
 	defer cancel()
-	if len(settings) > 0 {
-		cctx = ch.Context(cctx, ch.WithSettings(settings))
+	if size += b.Len(); size > defaultMaxQuerySize {
+		cctx = ch.Context(cctx, ch.WithSettings(ch.Settings{"max_query_size": 2 * size}))
 	}
-	rows, err := db.conn.Query(cctx, query, args...)
+	rows, err := db.conn.Query(cctx, b.String(), args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var keys []searchKey
 	for rows.Next() {
-		var (
-			k  searchKey
-			ms uint64
-		)
-		if err := rows.Scan(&k.conv, &k.seq, &k.sec, &ms); err != nil {
+		var k searchKey
+		if err := rows.Scan(&k.conv, &k.seq, &k.sec, &k.ms); err != nil {
 			return nil, err
 		}
 		keys = append(keys, k)
@@ -263,14 +212,39 @@ func (db *DB) searchKeys(ctx context.Context, settings ch.Settings, query string
 	return keys, rows.Err()
 }
 
-// searchRows runs SearchMessages' second phase.
-func (db *DB) searchRows(ctx context.Context, settings ch.Settings, query string, args []any) ([]storage.SearchHit, error) {
+// searchCheck returns the messages of keys whose latest state matches q,
+// in the search order. It reads the keys' rows only: their conversations
+// and seqs, and their seconds' range, so that the partitions' minmax
+// keeps the primary key from looking in every month.
+func (db *DB) searchCheck(ctx context.Context, q SearchQuery, keys []searchKey) ([]storage.SearchHit, error) {
+	pairs := make([]any, len(keys))
+	convs := make([]any, 0, len(keys))
+	seen := make(map[string]bool, len(keys))
+	lo, hi := keys[0].sec, keys[0].sec
+	for i, k := range keys {
+		pairs[i] = ch.GroupSet{Value: []any{k.conv, k.seq}}
+		if !seen[k.conv] {
+			seen[k.conv] = true
+			convs = append(convs, k.conv)
+		}
+		lo, hi = min(lo, k.sec), max(hi, k.sec)
+	}
+	var b strings.Builder
+	b.WriteString(`SELECT ` + messageColumns + `, ` + createdMsExpr + ` AS created_ms
+		FROM messages FINAL
+		WHERE conversation_id IN ? AND (conversation_id, seq) IN ?
+		AND created_at >= toDateTime(?) AND created_at <= toDateTime(?)
+		AND `)
+	args := []any{ch.GroupSet{Value: convs}, ch.GroupSet{Value: pairs}, lo, hi}
+	// position only: on 20.1 to 22.1 skip indexes apply under FINAL
+	// whatever the settings, and one serving the condition could skip the
+	// granule of a message's recalled state and keep its earlier one.
+	args = appendMatch(&b, args, q, false)
+	b.WriteString(` ORDER BY created_ms DESC, conversation_id DESC, seq DESC`)
+
 	cctx, cancel := db.call(ctx)
 	defer cancel()
-	if len(settings) > 0 {
-		cctx = ch.Context(cctx, ch.WithSettings(settings))
-	}
-	rows, err := db.conn.Query(cctx, query, args...)
+	rows, err := db.conn.Query(cctx, b.String(), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -285,6 +259,50 @@ func (db *DB) searchRows(ctx context.Context, settings ch.Settings, query string
 		hits = append(hits, storage.SearchHit{Message: m.Message(), Text: m.SearchText})
 	}
 	return hits, rows.Err()
+}
+
+// appendMatch writes the condition a row of a hit meets to b and returns
+// args with its parameters: not recalled, every term, CreatedAt in
+// [q.From, q.To). With hasToken, whole-word terms use hasToken (which a
+// token index serves), else position.
+func appendMatch(b *strings.Builder, args []any, q SearchQuery, hasToken bool) []any {
+	b.WriteString(`recalled = 0`)
+	last := len(q.Terms) - 1
+	for i, t := range q.Terms {
+		switch {
+		case i == last:
+			// A word starting with t: no index serves a prefix.
+			b.WriteString(` AND position(search_words, ?) > 0`)
+			args = append(args, " "+t)
+		case hasToken:
+			// ClickHouse's tokens of search_words are its words (no word
+			// holds an ASCII separator): hasToken is the whole-word match.
+			b.WriteString(` AND hasToken(search_words, ?)`)
+			args = append(args, t)
+		default:
+			b.WriteString(` AND position(search_words, ?) > 0`)
+			args = append(args, " "+t+" ")
+		}
+	}
+	if !q.From.IsZero() && q.From.After(minTime) {
+		// created_at's bound lets the partitions' minmax skip months.
+		b.WriteString(` AND created_at >= toDateTime(?) AND ` + createdNsExpr + ` >= ?`)
+		args = append(args, uint32(q.From.Unix()), unixNano(q.From))
+	}
+	if !q.To.IsZero() && q.To.Before(maxTime) {
+		b.WriteString(` AND created_at <= toDateTime(?) AND ` + createdNsExpr + ` < ?`)
+		args = append(args, uint32(q.To.Unix()), unixNano(q.To))
+	}
+	return args
+}
+
+// searchKey is a candidate: its key, and its CreatedAt's second and
+// millisecond.
+type searchKey struct {
+	conv string
+	seq  uint64
+	sec  uint32
+	ms   uint64
 }
 
 // validateSearch reports input SearchMessages refuses.

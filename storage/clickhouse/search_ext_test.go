@@ -341,3 +341,63 @@ func TestSearchMessagesBadInput(t *testing.T) {
 	require.Empty(t, hits)
 	require.False(t, more)
 }
+
+func TestSearchMessagesLaterStates(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, name := newDB(t)
+	require.NoError(t, server.Exec(ctx, "SYSTEM STOP MERGES "+name+".messages"))
+	var batch []clickhouse.ArchivedMessage
+	for seq := uint64(1); seq <= 7; seq++ {
+		batch = append(batch, textMessage("c", seq, searchBase.Add(time.Duration(seq)*time.Second), "old draft"))
+	}
+	require.NoError(t, db.WriteMessages(ctx, batch))
+	var later []clickhouse.ArchivedMessage
+	// The newest three recalled: their earlier states still match
+	// without FINAL, so they come back as candidates a page must skip.
+	for _, seq := range []uint64{5, 6, 7} {
+		m := batch[seq-1]
+		m.RecalledAt = m.CreatedAt.Add(time.Hour)
+		later = append(later, m)
+	}
+	// 4 edited to lose "draft", 3 edited to a text with it again.
+	for seq, text := range map[uint64]string{4: "old final", 3: "new draft"} {
+		m := batch[seq-1]
+		m.EditedAt = m.CreatedAt.Add(time.Hour)
+		m.SearchText, m.Body = text, []byte(text)
+		later = append(later, m)
+	}
+	require.NoError(t, db.WriteMessages(ctx, later))
+
+	for _, tc := range []struct {
+		query string
+		want  []string
+	}{
+		{query: "draft", want: []string{"c/3", "c/2", "c/1"}},
+		{query: "old draft", want: []string{"c/2", "c/1"}},
+		{query: "new", want: []string{"c/3"}},
+		{query: "final", want: []string{"c/4"}},
+	} {
+		for _, limit := range []int{1, 2, 10} {
+			q := clickhouse.SearchQuery{Terms: textsearch.Terms(tc.query), Scopes: everything("c"), Limit: limit}
+			var got []string
+			for range 10 {
+				page, more, err := db.SearchMessages(ctx, q)
+				require.NoError(t, err)
+				got = append(got, hitKeys(page)...)
+				if !more {
+					break
+				}
+				require.Len(t, page, limit, "%s, limit %d: a page before the last is full", tc.query, limit)
+				c := page[len(page)-1].Cursor()
+				q.After = &c
+			}
+			require.Equal(t, tc.want, got, "%s, limit %d", tc.query, limit)
+		}
+	}
+	hits, _, err := db.SearchMessages(ctx, clickhouse.SearchQuery{Terms: []string{"new"}, Scopes: everything("c"), Limit: 1})
+	require.NoError(t, err)
+	require.Len(t, hits, 1)
+	require.Equal(t, "new draft", hits[0].Text, "the edited text")
+	require.Equal(t, []byte("new draft"), hits[0].Message.Body)
+}

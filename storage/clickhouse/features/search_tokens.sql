@@ -5,7 +5,9 @@
 -- operator runs when convenient).
 --
 -- SearchMessages asks it through hasToken(search_words, 'term') for the
--- whole-word terms, and only on servers where a skip index is exact under
--- FINAL (Features.SkipIndexFinal): elsewhere it matches with position(),
--- which no index serves, and reads the searched conversations' rows.
+-- whole-word terms, in its query for candidates, which runs without
+-- FINAL: under FINAL an index could skip the granule of a message's later
+-- state (a recall, with no words) and keep its earlier one, so the check
+-- of the candidates' latest states (FINAL, by key) uses position(), which
+-- no index serves. A prefix term is matched with position() everywhere.
 ALTER TABLE messages ADD INDEX search_tokens search_words TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 4
