@@ -75,3 +75,11 @@ func benchAppend(b *testing.B, batch, conversations int) {
 func BenchmarkSearch(b *testing.B) {
 	storagetest.BenchSearch(b, open(b, filepath.Join(b.TempDir(), "parley.db")), 100_000, nil)
 }
+
+// BenchmarkTrim measures how fast the store sheds archived history (see
+// storagetest.BenchTrim) over 100,000 messages, or PARLEY_TRIM_BENCH_N.
+//
+//	go test -run '^$' -bench Trim -benchtime 1x ./storage/embedded/
+func BenchmarkTrim(b *testing.B) {
+	storagetest.BenchTrim(b, open(b, filepath.Join(b.TempDir(), "parley.db")), storagetest.BenchSize(b, "PARLEY_TRIM_BENCH_N", 100_000))
+}

@@ -17,9 +17,11 @@ var errArchiveNotEnabled = errors.New("the archive outbox was never enabled, so 
 const (
 	// trimCandidatesQuery finds up to ? conversations whose first message
 	// above the boundary is older than the cutoff, is not their newest,
-	// and waits for no outbox entry: the ones a trim will move.
+	// and waits for no outbox entry: the ones a trim will move. CROSS
+	// JOIN makes SQLite walk conversations and probe each one's first
+	// message by primary key; left to itself it scanned every message.
 	trimCandidatesQuery = `SELECT c.id FROM conversations c
-		JOIN messages f ON f.conversation_id = c.id AND f.seq = (
+		CROSS JOIN messages f ON f.conversation_id = c.id AND f.seq = (
 			SELECT min(seq) FROM messages WHERE conversation_id = c.id AND seq > c.archived_seq)
 		WHERE f.created_at < ? AND f.seq < c.last_seq
 		AND NOT EXISTS (SELECT 1 FROM archive_outbox o WHERE o.conversation_id = c.id AND o.seq = f.seq)
@@ -34,9 +36,13 @@ const (
 		coalesce((SELECT min(seq) FROM archive_outbox WHERE conversation_id = ?1 AND seq > ?2), 9223372036854775807))`
 )
 
+// trimPerTx is about how many messages one write transaction of
+// TrimArchived passes: SQLite's write lock keeps every other writer out
+// meanwhile, so it stays short (some milliseconds).
+const trimPerTx = 1000
+
 // TrimArchived moves conversations' boundaries as storage.HotWindow
-// specifies, one write transaction per conversation (SQLite's write lock
-// keeps every other writer out meanwhile).
+// specifies, a few conversations per write transaction.
 func (s *Store) TrimArchived(ctx context.Context, cutoff time.Time, limit int) (int, error) {
 	const op = "trim archived"
 	if err := s.check(ctx); err != nil {
@@ -55,20 +61,24 @@ func (s *Store) TrimArchived(ctx context.Context, cutoff time.Time, limit int) (
 		return 0, s.fail(ctx, op, err)
 	}
 	moved := 0
-	for _, id := range ids {
-		if moved >= limit {
-			break
-		}
-		var n int
+	for len(ids) > 0 && moved < limit {
+		// Several conversations a transaction, up to trimPerTx messages:
+		// each commit syncs the WAL, and each flushes the search index.
+		inTx, done := 0, 0
 		err := s.write(ctx, op, func(tx *sql.Tx) error {
-			var err error
-			n, err = trimConversation(ctx, tx, id, cutoff, limit-moved)
-			return err
+			for done < len(ids) && moved+inTx < limit && inTx < trimPerTx {
+				n, err := trimConversation(ctx, tx, ids[done], cutoff, limit-moved-inTx)
+				if err != nil {
+					return err
+				}
+				inTx, done = inTx+n, done+1
+			}
+			return nil
 		})
 		if err != nil {
 			return moved, err
 		}
-		moved += n
+		moved, ids = moved+inTx, ids[done:]
 	}
 	return moved, nil
 }
@@ -107,12 +117,25 @@ func trimConversation(ctx context.Context, tx *sql.Tx, id string, cutoff time.Ti
 	if to <= from {
 		return 0, nil
 	}
-	// Their words leave the index first (secure-delete, as on recall),
-	// for the media messages that keep their rows too.
-	if _, err := tx.ExecContext(ctx, `DELETE FROM message_search WHERE rowid IN (
+	// Their words leave the index first, for the media messages that keep
+	// their rows too. Without secure-delete (migration 0004), which
+	// rewrites index pages to erase a recalled message's words and here
+	// cost half the trim: these words are not being erased, the archive
+	// keeps them. The switch is part of this transaction, so no other
+	// writer ever sees it off.
+	for _, stmt := range []struct {
+		sql  string
+		args []any
+	}{
+		{`INSERT INTO message_search (message_search, rank) VALUES ('secure-delete', 0)`, nil},
+		{`DELETE FROM message_search WHERE rowid IN (
 			SELECT search_rowid FROM messages WHERE conversation_id = ? AND seq > ? AND seq <= ? AND search_rowid <> 0)`,
-		id, from, to); err != nil {
-		return 0, err
+			[]any{id, from, to}},
+		{`INSERT INTO message_search (message_search, rank) VALUES ('secure-delete', 1)`, nil},
+	} {
+		if _, err := tx.ExecContext(ctx, stmt.sql, stmt.args...); err != nil {
+			return 0, err
+		}
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE conversation_id = ? AND seq > ? AND seq <= ?
 		AND (media_id = '' OR recalled_at <> 0)`, id, from, to); err != nil {

@@ -101,3 +101,11 @@ func BenchmarkSearch(b *testing.B) {
 		require.NoError(b, err)
 	})
 }
+
+// BenchmarkTrim measures how fast the store sheds archived history (see
+// storagetest.BenchTrim) over 100,000 messages, or PARLEY_TRIM_BENCH_N.
+//
+//	go test -run '^$' -bench Trim -benchtime 1x ./storage/postgres/
+func BenchmarkTrim(b *testing.B) {
+	storagetest.BenchTrim(b, open(b, pg.NewSchema(b)), storagetest.BenchSize(b, "PARLEY_TRIM_BENCH_N", 100_000))
+}
