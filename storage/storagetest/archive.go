@@ -37,6 +37,7 @@ var archiveTests = []archiveTest{
 	{"trim_only_what_the_archive_holds", testTrimOnlyArchived},
 	{"trim_limit_spans_conversations", testTrimLimit},
 	{"trim_refused_before_enable", testTrimRefusedBeforeEnable},
+	{"trim_races_recalls_and_the_archiver", testTrimRaces},
 }
 
 // RunArchive runs the conformance suite of storage.ArchiveOutbox and

@@ -1,10 +1,13 @@
 package storagetest
 
 import (
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/parley-im/parley/storage"
 )
@@ -151,4 +154,118 @@ func testTrimRefusedBeforeEnable(t *testing.T, s ArchiveStore) {
 	_, err := s.TrimArchived(t.Context(), at(100), 10)
 	require.Error(t, err)
 	require.Equal(t, span(1, 3), f.history(c, 0))
+}
+
+// testTrimRaces: trims run while recalls change old messages and an
+// archiver drains the outbox. A trim must never pass a message whose
+// current state the archive does not have: at the end, every message at
+// or below a boundary is in the archive in its final state (recalled if
+// its recall succeeded), and every message above it is in the store.
+func testTrimRaces(t *testing.T, s ArchiveStore) {
+	f := newFixture(t, s)
+	ctx := t.Context()
+	require.NoError(t, s.EnableArchive(ctx))
+	a := f.user()
+	var convs []storage.Conversation
+	for range 4 {
+		c := f.direct(a, f.user())
+		f.send(c, a, 40) // at(10)
+		convs = append(convs, c)
+	}
+
+	var (
+		mu       sync.Mutex
+		archived = map[storage.MessageKey]storage.Message{}
+		recalled = map[storage.MessageKey]bool{}
+	)
+	drainOnce := func() (int, error) {
+		es, err := s.ReadOutbox(ctx, 25)
+		if err != nil || len(es) == 0 {
+			return 0, err
+		}
+		recs, err := s.LoadMessages(ctx, keysOf(es))
+		if err != nil {
+			return 0, err
+		}
+		mu.Lock()
+		for _, r := range recs {
+			archived[keyOf(r.Message)] = r.Message
+		}
+		mu.Unlock()
+		ids := make([]int64, len(es))
+		for i, e := range es {
+			ids[i] = e.ID
+		}
+		return len(es), s.AckOutbox(ctx, ids)
+	}
+
+	stop := make(chan struct{})
+	var g errgroup.Group
+	g.Go(func() error { // the archiver
+		for {
+			select {
+			case <-stop:
+				return nil
+			default:
+			}
+			if _, err := drainOnce(); err != nil {
+				return err
+			}
+		}
+	})
+	g.Go(func() error { // the trimmer
+		for {
+			select {
+			case <-stop:
+				return nil
+			default:
+			}
+			if _, err := s.TrimArchived(ctx, at(1000), 7); err != nil {
+				return err
+			}
+		}
+	})
+	// Recalls, oldest messages first, racing the trimmer for them.
+	for seq := uint64(1); seq <= 30; seq += 3 {
+		for _, c := range convs {
+			_, _, err := s.RecallMessage(ctx, c.ID, seq, f.notice(a, 20))
+			switch {
+			case err == nil:
+				recalled[storage.MessageKey{ConversationID: c.ID, Seq: seq}] = true
+			case errors.Is(err, storage.ErrNotFound):
+				// Trimmed first.
+			default:
+				require.NoError(t, err)
+			}
+		}
+	}
+	close(stop)
+	require.NoError(t, g.Wait())
+	for {
+		n, err := drainOnce()
+		require.NoError(t, err)
+		if n == 0 {
+			break
+		}
+	}
+	for n := 1; n > 0; {
+		n = trim(t, s, at(1000), 100)
+	}
+
+	trimmedAny := false
+	for _, c := range convs {
+		boundary := archivedSeq(t, s, c)
+		conv, err := s.GetConversation(ctx, c.ID)
+		require.NoError(t, err)
+		require.Equal(t, conv.LastSeq-1, boundary, "everything but the newest is old enough")
+		trimmedAny = trimmedAny || boundary > 0
+		for seq := uint64(1); seq <= boundary; seq++ {
+			k := storage.MessageKey{ConversationID: c.ID, Seq: seq}
+			m, ok := archived[k]
+			require.True(t, ok, "seq %d of %s left the store without reaching the archive", seq, c.ID)
+			require.Equal(t, recalled[k], !m.RecalledAt.IsZero(), "seq %d of %s: the archive has a stale state", seq, c.ID)
+		}
+		require.Equal(t, span(boundary+1, conv.LastSeq), f.history(c, 0))
+	}
+	require.True(t, trimmedAny)
 }
