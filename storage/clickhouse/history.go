@@ -17,7 +17,8 @@ import (
 // included), After the q.Limit messages nearest above it. The page is in
 // ascending seq order; the bool reports whether more messages lie beyond
 // it in q.Direction within the range. Each message is in its latest
-// state (FINAL): Body nil and RecalledAt set once recalled, MembersSeq 0.
+// state (what FINAL gives): Body nil and RecalledAt set once recalled,
+// MembersSeq 0.
 //
 // maxSeq is the highest seq the caller reads from the archive (the
 // primary store's boundary); 0 yields an empty page. An empty
@@ -55,9 +56,17 @@ func (db *DB) History(ctx context.Context, q storage.HistoryQuery, maxSeq uint64
 	}
 	// One row past the page tells whether there is more: the nearest
 	// Limit+1 to the anchor, inside [lo, hi].
-	query := "SELECT " + messageColumns + ` FROM messages FINAL
+	//
+	// Each message in its latest state without FINAL: ordered by seq and
+	// version descending, LIMIT 1 BY seq keeps each message's row with
+	// the highest version, which is what FINAL keeps (among equal
+	// versions any one, which ArchivedMessage.Version allows). On 18.16
+	// FINAL costs several times more (docs/benchmarks.md): it reads and
+	// merges every granule of every part the key range touches, and a
+	// conversation's rows are in every month's part.
+	query := "SELECT " + messageColumns + ` FROM messages
 		WHERE conversation_id = ? AND seq >= ? AND seq <= ?
-		ORDER BY seq ` + order + ` LIMIT ?`
+		ORDER BY seq ` + order + `, version DESC LIMIT 1 BY seq LIMIT ?`
 	cctx, cancel := db.call(ctx)
 	defer cancel()
 	rows, err := db.conn.Query(cctx, query, q.ConversationID, lo, hi, uint64(q.Limit)+1)

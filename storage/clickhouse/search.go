@@ -63,9 +63,10 @@ type SearchScope struct {
 // The order is storage.SearchCursor's: CreatedAt descending at
 // millisecond precision, then ConversationID descending, then Seq
 // descending; q.After continues strictly after a hit's Cursor. Messages
-// are taken in their latest state (FINAL), so a recall archived after a
-// message hides it, and a recalled message never matches. Hit.Message is
-// what History returns for the message, Hit.Text its SearchText.
+// are taken in their latest state (what FINAL gives), so a recall
+// archived after a message hides it, and a recalled message never
+// matches. Hit.Message is what History returns for the message, Hit.Text
+// its SearchText.
 //
 // Empty q.Scopes, or scopes and bounds that leave nothing to search,
 // return no hits without a query. A Limit below 1, no terms, a term that
@@ -73,11 +74,11 @@ type SearchScope struct {
 // twice are errors naming the field, and nothing is queried. Server
 // trouble wraps storage.ErrUnavailable. Safe for concurrent use.
 //
-// Candidates come from a query without FINAL that reads narrow columns
-// only (on 18.16, a query with FINAL reads every selected column of every
-// row the primary key leaves, and a user's conversations are spread over
-// most granules); their latest states are then read by key with FINAL.
-// Whole-word terms are matched with hasToken on servers with the
+// Candidates come from a query that reads narrow columns only (a user's
+// conversations are spread over most granules, so this reads the column
+// for most of the table); the candidates' latest states are then read by
+// key, the way History reads them, without FINAL (which on 18.16 costs
+// several times more). Whole-word terms are matched with hasToken on servers with the
 // search_tokens index (Features.TokenIndex), which serves it, and with
 // position() over search_words elsewhere; a prefix with position().
 func (db *DB) SearchMessages(ctx context.Context, q SearchQuery) ([]storage.SearchHit, bool, error) {
@@ -118,11 +119,10 @@ func (db *DB) SearchMessages(ctx context.Context, q SearchQuery) ([]storage.Sear
 	// Candidates come from a query without FINAL, which reads only the
 	// narrow columns the condition and the order need, in parallel, and
 	// may use the search_tokens index on servers that have one. Each is
-	// then checked in its latest state (FINAL, on the candidates' keys
-	// only). A row without FINAL may be a message's earlier state: a
-	// recalled or edited message can be a candidate that the check drops,
-	// and the search goes on after it until the page is full or the
-	// candidates run out. It never misses a hit: a message's latest state
+	// then checked in its latest state (searchCheck, on the candidates'
+	// keys only). A row of any state may make a candidate: a recalled or
+	// edited message can be one that the check drops, and the search goes
+	// on after it until the page is full or the candidates run out. It never misses a hit: a message's latest state
 	// is a row, and created_at is the same in all its states.
 	var (
 		hits  []storage.SearchHit
@@ -215,7 +215,9 @@ func (db *DB) searchCandidates(ctx context.Context, q SearchQuery, convs []strin
 // searchCheck returns the messages of keys whose latest state matches q,
 // in the search order. It reads the keys' rows only: their conversations
 // and seqs, and their seconds' range, so that the partitions' minmax
-// keeps the primary key from looking in every month.
+// keeps the primary key from looking in every month. The whole-word
+// terms are matched with position(): the condition applies to the latest
+// states, after the inner query, where no index could serve it anyway.
 func (db *DB) searchCheck(ctx context.Context, q SearchQuery, keys []searchKey) ([]storage.SearchHit, error) {
 	pairs := make([]any, len(keys))
 	convs := make([]any, 0, len(keys))
@@ -229,16 +231,19 @@ func (db *DB) searchCheck(ctx context.Context, q SearchQuery, keys []searchKey) 
 		}
 		lo, hi = min(lo, k.sec), max(hi, k.sec)
 	}
+	// The inner query takes each key's latest state (its row with the
+	// highest version, as History does), the outer one keeps those that
+	// match.
 	var b strings.Builder
 	b.WriteString(`SELECT ` + messageColumns + `, ` + createdMsExpr + ` AS created_ms
-		FROM messages FINAL
-		WHERE conversation_id IN ? AND (conversation_id, seq) IN ?
-		AND created_at >= toDateTime(?) AND created_at <= toDateTime(?)
-		AND `)
+		FROM (
+			SELECT ` + messageColumns + `, search_words FROM messages
+			WHERE conversation_id IN ? AND (conversation_id, seq) IN ?
+			AND created_at >= toDateTime(?) AND created_at <= toDateTime(?)
+			ORDER BY conversation_id, seq, version DESC LIMIT 1 BY conversation_id, seq
+		)
+		WHERE `)
 	args := []any{ch.GroupSet{Value: convs}, ch.GroupSet{Value: pairs}, lo, hi}
-	// position only: on 20.1 to 22.1 skip indexes apply under FINAL
-	// whatever the settings, and one serving the condition could skip the
-	// granule of a message's recalled state and keep its earlier one.
 	args = appendMatch(&b, args, q, false)
 	b.WriteString(` ORDER BY created_ms DESC, conversation_id DESC, seq DESC`)
 
