@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -237,17 +238,22 @@ func scanArchived(rows driver.Rows, extra ...any) (ArchivedMessage, error) {
 }
 
 // searchWords is the search_words value of text: a space, then each
-// distinct folded word of text (textsearch.Words) followed by a space;
-// empty when text has no word. No word holds a space, so ' w ' occurs in
-// it exactly when w is one of the words, and ' p' when a word starts
-// with p.
+// distinct folded word of text (as textsearch.Words splits and folds
+// them) followed by a space; empty when text has no word. No word holds a
+// space, so ' w ' occurs in it exactly when w is one of the words, and
+// ' p' when a word starts with p.
+//
+// It splits text itself and folds only the words that are not ASCII with
+// textsearch.Fold: Unicode normalization of every word was most of
+// WriteMessages' CPU time. TestSearchWords holds it to textsearch.Words.
 func searchWords(text string) string {
 	var (
-		b    strings.Builder
-		seen = make(map[string]bool)
+		b     strings.Builder
+		seen  = make(map[string]bool)
+		lower = make([]byte, 0, 32)
 	)
 	add := func(w string) {
-		if seen[w] {
+		if w == "" || seen[w] {
 			return
 		}
 		seen[w] = true
@@ -258,43 +264,49 @@ func searchWords(text string) string {
 		b.WriteString(w)
 		b.WriteByte(' ')
 	}
-	if !isASCII(text) {
-		for _, w := range textsearch.Words(text) {
-			add(w.Folded)
-		}
-		return b.String()
-	}
-	// The common case, without the Unicode normalization that dominated
-	// WriteMessages' CPU profile: in ASCII text a word is a
-	// run of letters and digits and folding lower-cases it, as
-	// textsearch.Words does (without its Unicode normalization).
-	word := make([]byte, 0, 32)
-	for i := 0; i <= len(text); i++ {
-		if i < len(text) {
-			if c := text[i]; 'a' <= c && c <= 'z' || '0' <= c && c <= '9' {
-				word = append(word, c)
-				continue
-			} else if 'A' <= c && c <= 'Z' {
-				word = append(word, c+'a'-'A')
-				continue
+	start, ascii := -1, true
+	end := func(i int) {
+		if ascii {
+			lower = lower[:0]
+			for j := start; j < i; j++ {
+				c := text[j]
+				if 'A' <= c && c <= 'Z' {
+					c += 'a' - 'A'
+				}
+				lower = append(lower, c)
 			}
+			add(string(lower))
+		} else {
+			add(textsearch.Fold(text[start:i]))
 		}
-		if len(word) > 0 {
-			add(string(word))
-			word = word[:0]
+		start, ascii = -1, true
+	}
+	for i, r := range text {
+		if !isWordRune(r) {
+			if start >= 0 {
+				end(i)
+			}
+			continue
 		}
+		if start < 0 {
+			start = i
+		}
+		if r >= utf8.RuneSelf {
+			ascii = false
+		}
+	}
+	if start >= 0 {
+		end(len(text))
 	}
 	return b.String()
 }
 
-// isASCII reports whether s is all ASCII.
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
+// isWordRune is textsearch's rule: letters, numbers and combining marks.
+func isWordRune(r rune) bool {
+	if r < utf8.RuneSelf {
+		return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9'
 	}
-	return true
+	return unicode.IsLetter(r) || unicode.IsNumber(r) || unicode.Is(unicode.Mn, r)
 }
 
 // minTime and maxTime bound DateTime (UInt32 seconds since the epoch).
