@@ -18,6 +18,9 @@ import (
 // of conversations carries their ids as literals and may need more.
 const defaultMaxQuerySize = 256 << 10
 
+// maxSearchLimit caps SearchQuery.Limit: a page is read whole.
+const maxSearchLimit = 10_000
+
 // createdMsExpr is a row's CreatedAt in Unix milliseconds: the precision
 // of the search order and of storage.SearchCursor.
 const createdMsExpr = `toUInt64(created_at) * 1000 + intDiv(created_at_nsec, 1000000)`
@@ -46,7 +49,8 @@ type SearchQuery struct {
 	// After, when set, is the position of the last hit of the previous
 	// page: only hits strictly after it in the search order are returned.
 	After *storage.SearchCursor
-	// Limit is at least 1: at most Limit hits are returned.
+	// Limit is at least 1: at most Limit hits are returned (at most
+	// 10,000: a larger Limit is taken as 10,000).
 	Limit int
 }
 
@@ -122,14 +126,16 @@ func (db *DB) SearchMessages(ctx context.Context, q SearchQuery) ([]storage.Sear
 	// then checked in its latest state (searchCheck, on the candidates'
 	// keys only). A row of any state may make a candidate: a recalled or
 	// edited message can be one that the check drops, and the search goes
-	// on after it until the page is full or the candidates run out. It never misses a hit: a message's latest state
-	// is a row, and created_at is the same in all its states.
+	// on after it until the page is full or the candidates run out. It
+	// never misses a hit: a message's latest state is a row, and
+	// created_at is the same in all its states.
+	limit := min(q.Limit, maxSearchLimit)
 	var (
 		hits  []storage.SearchHit
 		after = q.After
 	)
 	for {
-		want := q.Limit + 1 - len(hits) // one past the page says more
+		want := limit + 1 - len(hits) // one past the page says more
 		keys, err := db.searchCandidates(ctx, q, convs, mins, maxs, ids, size, after, want)
 		if err != nil {
 			return nil, false, wrapErr(ctx, op, err)
@@ -142,15 +148,15 @@ func (db *DB) SearchMessages(ctx context.Context, q SearchQuery) ([]storage.Sear
 			return nil, false, wrapErr(ctx, op, err)
 		}
 		hits = append(hits, found...)
-		if len(keys) < want || len(hits) > q.Limit {
+		if len(keys) < want || len(hits) > limit {
 			break
 		}
 		k := keys[len(keys)-1]
 		after = &storage.SearchCursor{CreatedAt: time.UnixMilli(int64(k.ms)), ConversationID: k.conv, Seq: k.seq}
 	}
-	more := len(hits) > q.Limit
+	more := len(hits) > limit
 	if more {
-		hits = hits[:q.Limit]
+		hits = hits[:limit]
 	}
 	return hits, more, nil
 }

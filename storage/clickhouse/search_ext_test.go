@@ -340,6 +340,14 @@ func TestSearchMessagesBadInput(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, hits)
 	require.False(t, more)
+
+	require.NoError(t, db.WriteMessages(ctx, []clickhouse.ArchivedMessage{textMessage("c", 1, searchBase, "a")}))
+	huge := ok
+	huge.Limit = math.MaxInt
+	hits, more, err = db.SearchMessages(ctx, huge)
+	require.NoError(t, err, "a Limit past 10,000 is capped, not overflowed")
+	require.Equal(t, []string{"c/1"}, hitKeys(hits))
+	require.False(t, more)
 }
 
 func TestSearchMessagesLaterStates(t *testing.T) {
