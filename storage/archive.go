@@ -27,7 +27,9 @@ type OutboxEntry struct {
 // change the archive must see (a message appended, by AppendMessages or
 // as a notice of CreateGroup, AddMembers, RemoveMember or RecallMessage;
 // a message recalled) also writes an OutboxEntry, in the same
-// transaction. An entry leaves the outbox only through AckOutbox.
+// transaction; the messages committed before are enqueued afterwards, a
+// page at a time (BackfillOutbox). An entry leaves the outbox only
+// through AckOutbox.
 //
 // That makes the outbox itself the archiver's checkpoint: a transaction
 // that commits late (after a reader went past its ID) is not skipped, its
@@ -41,11 +43,22 @@ type OutboxEntry struct {
 // but a lease (LeaseStore) keeps them from doing the work twice.
 type ArchiveOutbox interface {
 	// EnableArchive turns the outbox on, idempotently. The first call
-	// enqueues every message committed so far, atomically with switching
-	// the outbox on, so no message falls between the two: the archive
-	// starts complete. Until it is called, nothing is enqueued (a store
-	// without an archive keeps no outbox).
+	// waits for the transactions writing messages to commit, switches
+	// the outbox on and starts a backfill of every message committed
+	// before (BackfillOutbox), so that no message falls between the two.
+	// It enqueues nothing itself, so it is quick on any store. Until it is
+	// called, nothing is enqueued (a store without an archive keeps no
+	// outbox).
 	EnableArchive(ctx context.Context) error
+	// BackfillOutbox enqueues up to limit (at least 1) of the messages
+	// the backfill has not reached yet, in (conversation, seq) order, and
+	// moves its cursor past them, in one transaction. It reports how many
+	// it enqueued and whether the backfill is done (then nothing is left,
+	// and every later call does nothing). Messages committed after
+	// EnableArchive may be enqueued a second time, which the archive
+	// collapses. Before EnableArchive it does nothing and reports done
+	// false.
+	BackfillOutbox(ctx context.Context, limit int) (enqueued int, done bool, err error)
 	// ReadOutbox returns the oldest entries (lowest ID first), at most
 	// limit (at least 1). Reading removes nothing. An entry appears
 	// only once its transaction has committed.
@@ -101,6 +114,8 @@ type HotWindow interface {
 	// read that media (MediaStore.CanReadMedia) and keeps the upload from
 	// being swept. Fails, changing nothing, when the archive was never
 	// enabled (EnableArchive): nothing would prove the archive has them.
+	// Moves nothing (0, nil) until the backfill is done: a message it has
+	// not reached has no outbox entry yet.
 	TrimArchived(ctx context.Context, cutoff time.Time, limit int) (int, error)
 	// ArchivedSeq returns conversationID's boundary: the highest seq
 	// whose message only the archive holds (0 for none, and for an

@@ -144,10 +144,13 @@ type runState struct {
 	// before the renewal was sent, so it errs early); renewAt is when to
 	// renew it.
 	validUntil, renewAt time.Time
-	// enabled is set once EnableArchive succeeded.
-	enabled bool
-	backoff time.Duration
-	lagAt   time.Time
+	// enabled is set once EnableArchive succeeded, backfilled once
+	// BackfillOutbox reported done.
+	enabled, backfilled bool
+	// backfillQueued counts what this process's backfill queued.
+	backfillQueued int
+	backoff        time.Duration
+	lagAt          time.Time
 	// trimAt is when the next trim is due.
 	trimAt time.Time
 }
@@ -201,6 +204,26 @@ func (a *Archiver) step(ctx context.Context, st *runState) time.Duration {
 	st.backoff = 0
 	if n == a.cfg.BatchSize {
 		return 0 // more is waiting
+	}
+	if !st.backfilled {
+		// The messages from before the archive was enabled, a batch at a
+		// time and only while the outbox is drained, so the outbox stays
+		// short while a large store is backfilled.
+		cctx, cancel := context.WithDeadline(ctx, st.validUntil)
+		enqueued, done, err := a.src.BackfillOutbox(cctx, a.cfg.BatchSize)
+		cancel()
+		if err != nil {
+			return a.failed(ctx, st, "backfill the outbox", err)
+		}
+		a.m.Backfilled(enqueued)
+		st.backfillQueued += enqueued
+		if st.backfilled = done; done && st.backfillQueued > 0 {
+			a.logger.InfoContext(ctx, "archive: backfill done; every message from before the archive was enabled is queued",
+				slog.Int("queued_here", st.backfillQueued))
+		}
+		if enqueued > 0 {
+			return 0
+		}
 	}
 	if a.cfg.HotWindow > 0 && !now.Before(st.trimAt) {
 		n, err := a.trim(ctx, st, now)

@@ -32,11 +32,10 @@ func TestArchivesEveryMessage(t *testing.T) {
 			s := b.open(t)
 			db := openArchive(t, ch)
 			w := newWorld(t, s, 4)
+			// Sent before the archive is enabled: the archiver's backfill
+			// queues them.
 			before, err := w.send(ctx, 30)
 			require.NoError(t, err)
-			// What the archiver would do first; done here so that an empty
-			// outbox (waitDrained) means archived, not "not enabled yet".
-			require.NoError(t, s.EnableArchive(ctx))
 
 			reg := prometheus.NewRegistry()
 			m, err := metrics.New(reg)
@@ -57,9 +56,13 @@ func TestArchivesEveryMessage(t *testing.T) {
 			require.Nil(t, got[0].Body)
 			require.False(t, got[0].RecalledAt.IsZero())
 
-			// 30+170 messages, 2 group notices, the recall notice, and the
-			// recalled message's second state.
-			require.InDelta(t, 30.0+170+2+1+1, value(reg, "parley_archive_messages_total"), 0)
+			// At least 30+170 messages, 2 group notices and the recall
+			// notice: the backfill may queue messages the triggers queued
+			// too, and a recall may come before or after its message's
+			// first state was archived, so the count of states written
+			// varies. requireArchived holds the archive to exactly once.
+			require.GreaterOrEqual(t, value(reg, "parley_archive_messages_total"), 30.0+170+2+1)
+			require.Positive(t, value(reg, "parley_archive_backfilled_messages_total"))
 			require.InDelta(t, 1.0, value(reg, "parley_archive_leader"), 0)
 			r.stop(t)
 			require.InDelta(t, 0.0, value(reg, "parley_archive_leader"), 0)

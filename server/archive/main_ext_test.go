@@ -193,10 +193,16 @@ func (w *world) storeMessages(t testing.TB) map[string][]storage.Message {
 	return out
 }
 
-// waitDrained waits until the outbox is empty.
+// waitDrained waits until the backfill is done and the outbox is empty.
+// (Asking whether the backfill is done may queue one more message of it,
+// which the archiver then archives: harmless.)
 func waitDrained(t testing.TB, s storage.ArchiveOutbox) {
 	t.Helper()
 	require.Eventually(t, func() bool {
+		_, done, err := s.BackfillOutbox(context.Background(), 1)
+		if err != nil || !done {
+			return false
+		}
 		es, err := s.ReadOutbox(context.Background(), 1)
 		return err == nil && len(es) == 0
 	}, 120*time.Second, 10*time.Millisecond)

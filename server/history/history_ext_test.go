@@ -81,6 +81,10 @@ func newFixture(t *testing.T, n int) *fixture {
 	_, err = s.AppendMessages(ctx, msgs)
 	require.NoError(t, err)
 	require.NoError(t, s.EnableArchive(ctx))
+	for done := false; !done; {
+		_, done, err = s.BackfillOutbox(ctx, 100)
+		require.NoError(t, err)
+	}
 	for {
 		es, err := s.ReadOutbox(ctx, 100)
 		require.NoError(t, err)

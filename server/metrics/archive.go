@@ -17,6 +17,7 @@ type Archive struct {
 	lagSeconds prometheus.Gauge
 	leader     prometheus.Gauge
 	trimmed    prometheus.Counter
+	backfilled prometheus.Counter
 }
 
 func newArchive(r *registrar) *Archive {
@@ -35,6 +36,8 @@ func newArchive(r *registrar) *Archive {
 			"1 while this process holds the archiver lease and archives, else 0."),
 		trimmed: r.counter("archive", "trimmed_messages_total",
 			"Messages that left the primary store's window for the archive (hot_window)."),
+		backfilled: r.counter("archive", "backfilled_messages_total",
+			"Messages from before the archive was enabled, queued for it by the backfill."),
 	}
 }
 
@@ -53,6 +56,14 @@ func (a *Archive) Trimmed(n int) {
 		return
 	}
 	a.trimmed.Add(float64(n))
+}
+
+// Backfilled records n messages queued by the backfill.
+func (a *Archive) Backfilled(n int) {
+	if a == nil {
+		return
+	}
+	a.backfilled.Add(float64(n))
 }
 
 // BatchFailed records a failed batch.

@@ -19,23 +19,71 @@ var (
 // default limit of bound parameters is 32766; two per key).
 const maxLoadBatch = 1000
 
-// EnableArchive turns the archive outbox on (migration 0005), as
+// EnableArchive turns the archive outbox on (migrations 0005 and 0008), as
 // storage.ArchiveOutbox specifies: in one write transaction, which holds
-// SQLite's write lock, so no message commits between the backfill and the
-// switch.
+// SQLite's write lock, so every message is either committed before the
+// switch (the backfill finds it) or after it (the triggers enqueue it).
 func (s *Store) EnableArchive(ctx context.Context) error {
 	return s.write(ctx, "enable archive", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE archive_state SET enabled = 1 WHERE id = 1 AND enabled = 0`)
+		_, err := tx.ExecContext(ctx, `UPDATE archive_state SET enabled = 1,
+			backfill_done = 0, backfill_conversation = '', backfill_seq = 0 WHERE id = 1 AND enabled = 0`)
+		return err
+	})
+}
+
+// BackfillOutbox enqueues the next page of messages from before
+// EnableArchive, as storage.ArchiveOutbox specifies: one range scan of the
+// primary key from the cursor, in one write transaction.
+func (s *Store) BackfillOutbox(ctx context.Context, limit int) (int, bool, error) {
+	limit = max(limit, 1)
+	var (
+		n    int
+		done bool
+	)
+	err := s.write(ctx, "backfill outbox", func(tx *sql.Tx) error {
+		var (
+			enabled bool
+			conv    string
+			seq     int64
+		)
+		if err := tx.QueryRowContext(ctx, `SELECT enabled, backfill_done, backfill_conversation, backfill_seq
+			FROM archive_state WHERE id = 1`).Scan(&enabled, &done, &conv, &seq); err != nil {
+			return err
+		}
+		if !enabled {
+			done = false // the default of a store never enabled
+			return nil
+		}
+		if done {
+			return nil
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO archive_outbox (conversation_id, seq)
+			SELECT conversation_id, seq FROM messages WHERE (conversation_id, seq) > (?, ?)
+			ORDER BY conversation_id, seq LIMIT ?`, conv, seq, limit)
 		if err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
+		affected, err := res.RowsAffected()
+		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO archive_outbox (conversation_id, seq)
-			SELECT conversation_id, seq FROM messages ORDER BY created_at, conversation_id, seq`)
+		n, done = int(affected), int(affected) < limit
+		if n > 0 {
+			// The page's last key: the newest outbox row, since the page
+			// was inserted last (under the write lock) and in key order.
+			if err := tx.QueryRowContext(ctx, `SELECT conversation_id, seq FROM archive_outbox ORDER BY id DESC LIMIT 1`).
+				Scan(&conv, &seq); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE archive_state SET backfill_done = ?, backfill_conversation = ?, backfill_seq = ?
+			WHERE id = 1`, done, conv, seq)
 		return err
 	})
+	if err != nil {
+		return 0, false, err
+	}
+	return n, done, nil
 }
 
 // ReadOutbox returns the oldest outbox entries, at most limit (at least

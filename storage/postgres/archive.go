@@ -15,12 +15,13 @@ var (
 	_ storage.LeaseStore    = (*Store)(nil)
 )
 
-// EnableArchive turns the archive outbox on (migration 0005), as
+// EnableArchive turns the archive outbox on (migrations 0005 and 0008), as
 // storage.ArchiveOutbox specifies. The first call takes a SHARE lock on
 // messages, which waits for the transactions writing messages to commit
 // and holds new ones back until it commits: every message is then either
-// in its backfill or written after the switch, where the triggers enqueue
-// it. Later calls only read the flag.
+// committed before the switch, where the backfill finds it, or written
+// after it, where the triggers enqueue it. The lock is held only to flip
+// the flag. Later calls only read the flag.
 func (s *Store) EnableArchive(ctx context.Context) error {
 	const op = "enable archive"
 	if err := s.check(ctx); err != nil {
@@ -38,14 +39,79 @@ func (s *Store) EnableArchive(ctx context.Context) error {
 			return err
 		}
 		// Under the lock nobody else can be enabling it either.
-		tag, err := tx.Exec(ctx, `UPDATE archive_state SET enabled = true WHERE NOT enabled`)
-		if err != nil || tag.RowsAffected() == 0 {
-			return err
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO archive_outbox (conversation_id, seq)
-			SELECT conversation_id, seq FROM messages ORDER BY created_at, conversation_id, seq`)
+		_, err := tx.Exec(ctx, `UPDATE archive_state SET enabled = true,
+			backfill_done = false, backfill_conversation = '', backfill_seq = 0 WHERE NOT enabled`)
 		return err
 	})
+}
+
+// BackfillOutbox enqueues the next page of messages from before
+// EnableArchive, as storage.ArchiveOutbox specifies: one range scan of the
+// primary key from the cursor, whose row lock keeps two callers from
+// enqueuing the same page.
+func (s *Store) BackfillOutbox(ctx context.Context, limit int) (int, bool, error) {
+	const op = "backfill outbox"
+	var (
+		n    int
+		done bool
+	)
+	err := s.tx(ctx, op, func(tx pgx.Tx) error {
+		var (
+			enabled bool
+			conv    string
+			seq     int64
+		)
+		if err := tx.QueryRow(ctx, `SELECT enabled, backfill_done, backfill_conversation, backfill_seq
+			FROM archive_state FOR UPDATE`).Scan(&enabled, &done, &conv, &seq); err != nil {
+			return err
+		}
+		if !enabled {
+			done = false // the default of a store never enabled
+			return nil
+		}
+		if done {
+			return nil
+		}
+		rows, err := tx.Query(ctx, `SELECT conversation_id, seq FROM messages
+			WHERE (conversation_id, seq) > ($1, $2) ORDER BY conversation_id, seq LIMIT $3`, conv, seq, max(limit, 1))
+		if err != nil {
+			return err
+		}
+		var (
+			convs []string
+			seqs  []int64
+		)
+		for rows.Next() {
+			var (
+				c  string
+				sq int64
+			)
+			if err := rows.Scan(&c, &sq); err != nil {
+				rows.Close()
+				return err
+			}
+			convs, seqs = append(convs, c), append(seqs, sq)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		n, done = len(convs), len(convs) < max(limit, 1)
+		if n > 0 {
+			if _, err := tx.Exec(ctx, `INSERT INTO archive_outbox (conversation_id, seq)
+				SELECT * FROM unnest($1::text[], $2::bigint[])`, convs, seqs); err != nil {
+				return err
+			}
+			conv, seq = convs[n-1], seqs[n-1]
+		}
+		_, err = tx.Exec(ctx, `UPDATE archive_state SET backfill_done = $1, backfill_conversation = $2, backfill_seq = $3`,
+			done, conv, seq)
+		return err
+	})
+	if err != nil {
+		return 0, false, err
+	}
+	return n, done, nil
 }
 
 // ReadOutbox returns the oldest outbox entries, at most limit (at least

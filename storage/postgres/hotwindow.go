@@ -49,12 +49,15 @@ func (s *Store) TrimArchived(ctx context.Context, cutoff time.Time, limit int) (
 		return 0, s.fail(ctx, op, err)
 	}
 	limit = max(limit, 1)
-	var enabled bool
-	if err := s.pool.QueryRow(ctx, `SELECT enabled FROM archive_state`).Scan(&enabled); err != nil {
+	var enabled, backfilled bool
+	if err := s.pool.QueryRow(ctx, `SELECT enabled, backfill_done FROM archive_state`).Scan(&enabled, &backfilled); err != nil {
 		return 0, s.fail(ctx, op, err)
 	}
 	if !enabled {
 		return 0, s.fail(ctx, op, errArchiveNotEnabled)
+	}
+	if !backfilled {
+		return 0, nil
 	}
 	rows, err := s.pool.Query(ctx, trimCandidatesQuery, cutoff, limit)
 	if err != nil {

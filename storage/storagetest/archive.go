@@ -87,9 +87,11 @@ func keyOf(m storage.Message) storage.MessageKey {
 	return storage.MessageKey{ConversationID: m.ConversationID, Seq: m.Seq}
 }
 
-// testOutboxEnableBackfills: before EnableArchive nothing is enqueued;
-// enabling enqueues every message so far, once; a second enable adds
-// nothing; later appends are enqueued.
+// testOutboxEnableBackfills: before EnableArchive nothing is enqueued
+// and there is no backfill; enabling enqueues nothing by itself (so it is
+// quick) but later appends at once; the backfill then enqueues every
+// message in pages, in key order, and is done once it runs out; trims
+// wait for it; a second enable changes nothing.
 func testOutboxEnableBackfills(t *testing.T, s ArchiveStore) {
 	f := newFixture(t, s)
 	ctx := t.Context()
@@ -99,16 +101,63 @@ func testOutboxEnableBackfills(t *testing.T, s ArchiveStore) {
 	es, err := s.ReadOutbox(ctx, 100)
 	require.NoError(t, err)
 	require.Empty(t, es)
+	n, done, err := s.BackfillOutbox(ctx, 10)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.False(t, done, "no backfill before the archive is enabled")
 
 	require.NoError(t, s.EnableArchive(ctx))
+	es, err = s.ReadOutbox(ctx, 100)
+	require.NoError(t, err)
+	require.Empty(t, es, "enabling enqueues nothing itself")
 	require.NoError(t, s.EnableArchive(ctx))
 	after := f.send(c, b, 2)
-	got := keysOf(drain(t, s, 100))
+	require.Equal(t, []storage.MessageKey{keyOf(after[0]), keyOf(after[1])}, keysOf(drain(t, s, 100)))
+	moved, err := s.TrimArchived(ctx, at(1000), 100)
+	require.NoError(t, err)
+	require.Zero(t, moved, "nothing is trimmed before the backfill is done")
+
+	var pages []int
+	for {
+		n, done, err := s.BackfillOutbox(ctx, 2)
+		require.NoError(t, err)
+		pages = append(pages, n)
+		if done {
+			break
+		}
+		require.Less(t, len(pages), 10, "the backfill ends")
+	}
+	require.Equal(t, []int{2, 2, 1}, pages, "every message of the conversation, in pages")
 	var want []storage.MessageKey
 	for _, m := range append(before, after...) {
 		want = append(want, keyOf(m))
 	}
-	require.ElementsMatch(t, want, got)
+	require.Equal(t, want, keysOf(drain(t, s, 100)), "in key order")
+	n, done, err = s.BackfillOutbox(ctx, 2)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.True(t, done)
+	require.NoError(t, s.EnableArchive(ctx))
+	n, done, err = s.BackfillOutbox(ctx, 2)
+	require.NoError(t, err)
+	require.True(t, done && n == 0, "a second enable does not restart the backfill")
+	moved, err = s.TrimArchived(ctx, at(1000), 100)
+	require.NoError(t, err)
+	require.Equal(t, 4, moved, "now the trim runs")
+}
+
+// enableArchive enables the archive outbox and runs its backfill to the
+// end.
+func enableArchive(t testing.TB, s ArchiveStore) {
+	t.Helper()
+	require.NoError(t, s.EnableArchive(t.Context()))
+	for {
+		_, done, err := s.BackfillOutbox(t.Context(), 1000)
+		require.NoError(t, err)
+		if done {
+			return
+		}
+	}
 }
 
 // testOutboxEveryChange: appends, group notices and a recall each enqueue

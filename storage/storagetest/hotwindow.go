@@ -45,7 +45,7 @@ func archivedSeq(t *testing.T, s ArchiveStore, c storage.Conversation) uint64 {
 func testTrimOnlyArchived(t *testing.T, s ArchiveStore) {
 	f := newFixture(t, s)
 	ctx := t.Context()
-	require.NoError(t, s.EnableArchive(ctx))
+	enableArchive(t, s)
 	a, b := f.user(), f.user()
 	g, _ := f.group(a, b) // seq 1, at(0)
 	media := storage.Media{ID: newID("media"), UploaderID: a.ID, BlobKey: newID("blob"), Size: 1,
@@ -120,7 +120,7 @@ func testTrimOnlyArchived(t *testing.T, s ArchiveStore) {
 // conversations; repeated calls finish the job and then move nothing.
 func testTrimLimit(t *testing.T, s ArchiveStore) {
 	f := newFixture(t, s)
-	require.NoError(t, s.EnableArchive(t.Context()))
+	enableArchive(t, s)
 	a := f.user()
 	var convs []storage.Conversation
 	for range 3 {
@@ -164,7 +164,7 @@ func testTrimRefusedBeforeEnable(t *testing.T, s ArchiveStore) {
 func testTrimRaces(t *testing.T, s ArchiveStore) {
 	f := newFixture(t, s)
 	ctx := t.Context()
-	require.NoError(t, s.EnableArchive(ctx))
+	enableArchive(t, s)
 	a := f.user()
 	var convs []storage.Conversation
 	for range 4 {

@@ -49,7 +49,7 @@ func BenchTrim(b *testing.B, s ArchiveStore, n int) {
 	}
 	// Archived in effect: the outbox is switched on (queuing everything)
 	// and drained without an archive, as the archiver would leave it.
-	require.NoError(b, s.EnableArchive(ctx))
+	enableArchive(b, s)
 	for {
 		es, err := s.ReadOutbox(ctx, 10_000)
 		require.NoError(b, err)
