@@ -41,7 +41,9 @@ func TestMigrateSearch(t *testing.T) {
 		// EXISTS: undone so that they run again.
 		`DROP INDEX archive_outbox_message`,
 		`ALTER TABLE conversations DROP COLUMN archived_seq`,
-		`DROP TABLE archive_state`,
+		`ALTER TABLE archive_state DROP COLUMN backfill_done`,
+		`ALTER TABLE archive_state DROP COLUMN backfill_conversation`,
+		`ALTER TABLE archive_state DROP COLUMN backfill_seq`,
 		`DROP TABLE message_search`,
 		`ALTER TABLE messages DROP COLUMN search_rowid`,
 		`DELETE FROM schema_migrations WHERE version >= 4`,
