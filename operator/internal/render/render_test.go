@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -152,6 +153,9 @@ func TestConfigFileLoadsInParleyd(t *testing.T) {
 	c := cluster()
 	c.Spec.Config = map[string]apiextensionsv1.JSON{
 		"log_level": {Raw: []byte(`"debug"`)}, "chat": {Raw: []byte(`{"max_group_size":77}`)},
+		// The store's window is the user's to set, next to the archive
+		// keys the operator writes.
+		"archive": {Raw: []byte(`{"hot_window":"2160h"}`)},
 	}
 	c.Spec.S3 = &imv1.S3Spec{Endpoint: "minio.im.svc:9000", Bucket: "media", Insecure: true, CredentialsSecret: imv1.SecretRef{Name: "s3"}}
 	c.Spec.TLS = &imv1.TLSSpec{SecretName: "chat-tls"}
@@ -205,6 +209,9 @@ func TestConfigFileLoadsInParleyd(t *testing.T) {
 	}
 	if a := cfg.Archive; !a.Enabled || len(a.ClickHouse.Addrs) != 2 || a.ClickHouse.Database != "parley" || a.ClickHouse.Username != "chu" || a.ClickHouse.Password != "chp" {
 		t.Errorf("archive %+v, want enabled on ch-0 and ch-1, database parley, credentials from the Secret", a)
+	}
+	if cfg.Archive.HotWindow != 90*24*time.Hour {
+		t.Errorf("archive.hot_window %s, want the user's 2160h", cfg.Archive.HotWindow)
 	}
 	if cfg.TLS.CertFile != "/etc/parley/tls/tls.crt" || cfg.TLS.KeyFile != "/etc/parley/tls/tls.key" {
 		t.Errorf("tls %+v, want the mounted Secret's tls.crt and tls.key", cfg.TLS)
