@@ -59,6 +59,13 @@ type ArchiveOutbox interface {
 	// collapses. Before EnableArchive it does nothing and reports done
 	// false.
 	BackfillOutbox(ctx context.Context, limit int) (enqueued int, done bool, err error)
+	// DisableArchive turns the outbox off and empties it, idempotently,
+	// for a deployment that stops archiving (nothing would drain the
+	// outbox otherwise). It refuses with ErrConflict, changing nothing,
+	// once any conversation's history has moved to the archive (HotWindow):
+	// the store alone no longer holds it. A later EnableArchive starts
+	// over, backfill included.
+	DisableArchive(ctx context.Context) error
 	// ReadOutbox returns the oldest entries (lowest ID first), at most
 	// limit (at least 1). Reading removes nothing. An entry appears
 	// only once its transaction has committed.

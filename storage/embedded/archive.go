@@ -31,6 +31,25 @@ func (s *Store) EnableArchive(ctx context.Context) error {
 	})
 }
 
+// DisableArchive turns the outbox off, as storage.ArchiveOutbox
+// specifies, in one write transaction.
+func (s *Store) DisableArchive(ctx context.Context) error {
+	return s.write(ctx, "disable archive", func(tx *sql.Tx) error {
+		var trimmed bool
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM conversations WHERE archived_seq > 0)`).Scan(&trimmed); err != nil {
+			return err
+		}
+		if trimmed {
+			return errHistoryArchived
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE archive_state SET enabled = 0, backfill_done = 1 WHERE id = 1`); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM archive_outbox`)
+		return err
+	})
+}
+
 // BackfillOutbox enqueues the next page of messages from before
 // EnableArchive, as storage.ArchiveOutbox specifies: one range scan of the
 // primary key from the cursor, in one write transaction.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/parley-im/parley/storage"
@@ -11,8 +12,12 @@ import (
 
 var _ storage.HotWindow = (*Store)(nil)
 
-// errArchiveNotEnabled refuses a trim before EnableArchive.
-var errArchiveNotEnabled = errors.New("the archive outbox was never enabled, so nothing proves the archive holds these messages")
+var (
+	// errArchiveNotEnabled refuses a trim before EnableArchive.
+	errArchiveNotEnabled = errors.New("the archive outbox was never enabled, so nothing proves the archive holds these messages")
+	// errHistoryArchived refuses to switch the archive off.
+	errHistoryArchived = fmt.Errorf("%w: some history is held only by the archive (hot_window trimmed it); the archive cannot be switched off", storage.ErrConflict)
+)
 
 const (
 	// trimCandidatesQuery finds up to ? conversations whose first message

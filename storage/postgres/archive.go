@@ -45,6 +45,33 @@ func (s *Store) EnableArchive(ctx context.Context) error {
 	})
 }
 
+// DisableArchive turns the outbox off, as storage.ArchiveOutbox
+// specifies. Like EnableArchive it first takes a SHARE lock on messages,
+// which waits for the transactions writing messages to commit: none of
+// them can then add an entry after the delete.
+func (s *Store) DisableArchive(ctx context.Context) error {
+	return s.tx(ctx, "disable archive", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `LOCK TABLE messages IN SHARE MODE`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM archive_state FOR UPDATE`); err != nil {
+			return err
+		}
+		var trimmed bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM conversations WHERE archived_seq > 0)`).Scan(&trimmed); err != nil {
+			return err
+		}
+		if trimmed {
+			return errHistoryArchived
+		}
+		if _, err := tx.Exec(ctx, `UPDATE archive_state SET enabled = false, backfill_done = true`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM archive_outbox`)
+		return err
+	})
+}
+
 // BackfillOutbox enqueues the next page of messages from before
 // EnableArchive, as storage.ArchiveOutbox specifies: one range scan of the
 // primary key from the cursor, whose row lock keeps two callers from

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -12,8 +13,12 @@ import (
 
 var _ storage.HotWindow = (*Store)(nil)
 
-// errArchiveNotEnabled refuses a trim before EnableArchive.
-var errArchiveNotEnabled = errors.New("the archive outbox was never enabled, so nothing proves the archive holds these messages")
+var (
+	// errArchiveNotEnabled refuses a trim before EnableArchive.
+	errArchiveNotEnabled = errors.New("the archive outbox was never enabled, so nothing proves the archive holds these messages")
+	// errHistoryArchived refuses to switch the archive off.
+	errHistoryArchived = fmt.Errorf("%w: some history is held only by the archive (hot_window trimmed it); the archive cannot be switched off", storage.ErrConflict)
+)
 
 const (
 	// trimCandidatesQuery finds up to $2 conversations whose first message

@@ -38,6 +38,7 @@ var archiveTests = []archiveTest{
 	{"trim_limit_spans_conversations", testTrimLimit},
 	{"trim_refused_before_enable", testTrimRefusedBeforeEnable},
 	{"trim_races_recalls_and_the_archiver", testTrimRaces},
+	{"disable", testDisableArchive},
 }
 
 // RunArchive runs the conformance suite of storage.ArchiveOutbox and

@@ -269,3 +269,42 @@ func testTrimRaces(t *testing.T, s ArchiveStore) {
 	}
 	require.True(t, trimmedAny)
 }
+
+// testDisableArchive: switching the archive off empties the outbox and
+// stops the triggers; switching it on again starts over with a backfill;
+// once history has left the store, it cannot be switched off.
+func testDisableArchive(t *testing.T, s ArchiveStore) {
+	f := newFixture(t, s)
+	ctx := t.Context()
+	a := f.user()
+	c := f.direct(a, f.user())
+	require.NoError(t, s.DisableArchive(ctx), "never enabled: nothing to do")
+	enableArchive(t, s)
+	f.send(c, a, 3)
+	require.NoError(t, s.DisableArchive(ctx))
+	require.NoError(t, s.DisableArchive(ctx), "idempotent")
+	f.send(c, a, 2)
+	es, err := s.ReadOutbox(ctx, 100)
+	require.NoError(t, err)
+	require.Empty(t, es, "emptied, and nothing enqueued while off")
+	_, err = s.TrimArchived(ctx, at(1000), 100)
+	require.Error(t, err, "no trims while off")
+
+	enableArchive(t, s)
+	require.Equal(t, span(1, 5), seqsOfKeys(keysOf(drain(t, s, 100))), "the backfill starts over")
+	require.Equal(t, 4, trim(t, s, at(1000), 100))
+	err = s.DisableArchive(ctx)
+	require.ErrorIs(t, err, storage.ErrConflict)
+	f.send(c, a, 1)
+	es, err = s.ReadOutbox(ctx, 100)
+	require.NoError(t, err)
+	require.Len(t, es, 1, "still on")
+}
+
+func seqsOfKeys(keys []storage.MessageKey) []uint64 {
+	out := make([]uint64, len(keys))
+	for i, k := range keys {
+		out[i] = k.Seq
+	}
+	return out
+}

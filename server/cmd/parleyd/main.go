@@ -58,9 +58,12 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == "migrate" {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "migrate":
 		err = migrate(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
-	} else {
+	case len(os.Args) > 1 && os.Args[1] == "archive-off":
+		err = archiveOff(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
+	default:
 		err = run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	}
 	stop()
@@ -512,6 +515,36 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	fmt.Fprintf(stdout, "schema is current (epoch %s)\n", epoch)
+	return st.Close()
+}
+
+// archiveOff is "parleyd archive-off": it switches the store's archive
+// outbox off and empties it, for a deployment that stops archiving (with
+// archive.enabled false the archiver stops, but the store would go on
+// queueing every message for it). It refuses while this configuration
+// still enables the archive, since any process running with it switches
+// the outbox back on, and the store refuses once history has moved to
+// the archive.
+func archiveOff(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := config.Load(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	if cfg.Archive.Enabled {
+		return errors.New("archive-off: archive.enabled is set; turn it off here and on every process first")
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	outbox, ok := st.(storage.ArchiveOutbox)
+	if !ok {
+		return errors.Join(errors.New("archive-off: the store keeps no archive outbox"), st.Close())
+	}
+	if err := outbox.DisableArchive(ctx); err != nil {
+		return errors.Join(fmt.Errorf("archive-off: %w", err), st.Close())
+	}
+	fmt.Fprintln(stdout, "the archive outbox is off and empty; enabling the archive again backfills it from the start")
 	return st.Close()
 }
 

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -10,6 +12,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
+	"github.com/parley-im/parley/storage"
+	"github.com/parley-im/parley/storage/embedded"
 	"github.com/parley-im/parley/storage/storagetest/realsvc"
 )
 
@@ -139,4 +143,51 @@ func readAll(t *testing.T, u *user, cid string, dir parleyv1.HistoryDirection, l
 	}
 	t.Fatal("history did not end")
 	return nil
+}
+
+// "parleyd archive-off" switches the outbox of a store that had the
+// archive on: refused while the configuration still enables it; then the
+// outbox is empty and stays empty as messages are sent.
+func TestArchiveOff(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	env := map[string]string{
+		"PARLEY_ARCHIVE_ENABLED":                 "true",
+		"PARLEY_ARCHIVE_INTERVAL":                "10ms",
+		"PARLEY_ARCHIVE_CLICKHOUSE_ADDRS":        "127.0.0.1:1", // nothing there: batches fail, the outbox keeps them
+		"PARLEY_ARCHIVE_CLICKHOUSE_DIAL_TIMEOUT": "100ms",
+	}
+	ts := startServerEnv(t, env, "-data-dir", dir)
+	hc := h2cClient()
+	alice := register(t, hc, ts.url, "alice")
+	bob := register(t, hc, ts.url, "bob")
+	conv, err := alice.convs.CreateDirect(t.Context(), &parleyv1.CreateDirectRequest{Peer: &parleyv1.CreateDirectRequest_UserId{UserId: bob.id}})
+	require.NoError(t, err)
+	_, err = alice.chat.SendMessage(t.Context(), &parleyv1.SendMessageRequest{ConversationId: conv.GetConversation().GetId(), ClientMsgId: "1",
+		Content: &parleyv1.Content{Body: &parleyv1.Content_Text{Text: "queued"}}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, samples := scrape(t, ts.adminURL)
+		return samples["parley_archive_batch_failures_total"] >= 1
+	}, 30*time.Second, 10*time.Millisecond, "the archiver enabled the outbox and failed to write")
+	ts.stop(t)
+
+	var out bytes.Buffer
+	err = archiveOff(t.Context(), []string{"-data-dir", dir}, func(k string) string { return env[k] }, &out, &out)
+	require.ErrorContains(t, err, "archive.enabled is set")
+	require.NoError(t, archiveOff(t.Context(), []string{"-data-dir", dir}, func(string) string { return "" }, &out, &out))
+	require.Contains(t, out.String(), "the archive outbox is off and empty")
+
+	s, err := embedded.Open(t.Context(), embedded.Config{Path: filepath.Join(dir, "parley.db")})
+	require.NoError(t, err)
+	defer s.Close()
+	es, err := s.ReadOutbox(t.Context(), 10)
+	require.NoError(t, err)
+	require.Empty(t, es)
+	_, err = s.AppendMessages(t.Context(), []storage.NewMessage{{ID: "m-after", ConversationID: conv.GetConversation().GetId(),
+		SenderID: alice.id, ClientMsgID: "after", Kind: storage.MessageText, Body: []byte("x"), CreatedAt: time.Now()}})
+	require.NoError(t, err)
+	es, err = s.ReadOutbox(t.Context(), 10)
+	require.NoError(t, err)
+	require.Empty(t, es, "nothing is queued any more")
 }
