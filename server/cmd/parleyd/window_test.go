@@ -106,9 +106,32 @@ func TestHistoryAndSearchCrossTheWindow(t *testing.T) {
 
 	// A message that left the store cannot be recalled any more.
 	_, err = alice.chat.RecallMessage(ctx, &parleyv1.RecallMessageRequest{ConversationId: cid, Seq: 2})
-	require.Error(t, err)
-	require.NotEqual(t, connect.CodeInternal, connect.CodeOf(err))
+	require.Equal(t, connect.CodeNotFound, connect.CodeOf(err), "%v", err)
+
+	// ClickHouse down: the window still answers; what needs the archive
+	// is Unavailable, never a short page.
+	require.NoError(t, ch.Halt())
+	page, err := bob.chat.GetHistory(ctx, &parleyv1.GetHistoryRequest{ConversationId: cid, Direction: parleyv1.HistoryDirection_HISTORY_DIRECTION_BEFORE, Limit: 1})
+	require.NoError(t, err)
+	require.Equal(t, []uint64{n + 1}, seqsOf(page.GetMessages()))
+	require.True(t, page.GetHasMore())
+	_, err = bob.chat.GetHistory(ctx, &parleyv1.GetHistoryRequest{ConversationId: cid, Direction: parleyv1.HistoryDirection_HISTORY_DIRECTION_BEFORE, Limit: 5})
+	require.Equal(t, connect.CodeUnavailable, connect.CodeOf(err), "%v", err)
+	first, err := bob.chat.SearchMessages(ctx, &parleyv1.SearchMessagesRequest{Query: "alpha", PageSize: 1})
+	require.NoError(t, err, "the window's hit stands")
+	require.Len(t, first.GetResults(), 1)
+	require.NotEmpty(t, first.GetNextPageToken(), "the archive's part is still to come")
+	_, err = bob.chat.SearchMessages(ctx, &parleyv1.SearchMessagesRequest{Query: "alpha", PageSize: 1, PageToken: first.GetNextPageToken()})
+	require.Equal(t, connect.CodeUnavailable, connect.CodeOf(err), "%v", err)
 	ts.stop(t)
+}
+
+func seqsOf(ms []*parleyv1.Message) []uint64 {
+	out := make([]uint64, len(ms))
+	for i, m := range ms {
+		out[i] = m.GetSeq()
+	}
+	return out
 }
 
 // readAll pages through the whole conversation in dir, limit messages a
