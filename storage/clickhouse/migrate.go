@@ -23,19 +23,17 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// The token indexes added on servers that have them (see
-// Features.TokenIndex). They are not versioned migrations: a server
-// upgraded to a release with the feature gets them on the next Open.
-var (
-	//go:embed features/body_tokens.sql
-	bodyTokensDDL string
-	//go:embed features/search_tokens.sql
-	searchTokensDDL string
-)
+// The token index added on servers that have one (see
+// Features.TokenIndex). It is not a versioned migration: a server
+// upgraded to a release with the feature gets it on the next Open. (An
+// index on body, the encoded content that nothing searches, was dropped
+// before any release: search reads search_words.)
+//
+//go:embed features/search_tokens.sql
+var searchTokensDDL string
 
 // featureIndexes are the indexes applyFeatures adds, by name.
 var featureIndexes = []struct{ name, ddl string }{
-	{name: "body_tokens", ddl: bodyTokensDDL},
 	{name: "search_tokens", ddl: searchTokensDDL},
 }
 
