@@ -83,9 +83,8 @@ type Features struct {
 	// Version is what the server's version() returns, e.g. "18.16.1".
 	Version string
 	// TokenIndex: data-skipping indexes, including tokenbf_v1 and
-	// ngrambf_v1, are available (20.1 and later). Open then adds token
-	// bloom-filter indexes on the lower-cased message body and on the
-	// search words (features/).
+	// ngrambf_v1, are available (20.1 and later). Open then adds a token
+	// bloom-filter index on the search words (features/).
 	TokenIndex bool
 	// TTL: table and column TTL clauses are available (19.6 and later).
 	// The archive does not use them: a compliance archive keeps
