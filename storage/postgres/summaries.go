@@ -14,15 +14,18 @@ import (
 // it (seq >= joined_seq), the unread count (visible messages after
 // last_read_seq that others sent, counted on the (conversation_id, seq)
 // key) and, for a direct conversation, the peer (the user themself in a
-// conversation with oneself).
+// conversation with oneself). Below the conversation's archived_seq (the
+// hot window) there are no rows to count: every seq there after the read
+// mark counts, which is the same number, since sending raises the
+// sender's read mark past their own messages.
 const listConversationsQuery = `
 SELECT c.id, c.kind, c.title, c.owner_id, c.last_seq, c.created_at, c.last_message_at,
 	m.conversation_id, m.user_id, m.role, m.joined_seq, m.last_read_seq, m.joined_at,
 	CASE WHEN c.kind = 1 THEN COALESCE(
 		(SELECT p.user_id FROM members p WHERE p.conversation_id = c.id AND p.user_id <> m.user_id LIMIT 1),
 		m.user_id) ELSE '' END,
-	(SELECT COUNT(*) FROM messages x
-		WHERE x.conversation_id = c.id AND x.seq > GREATEST(m.last_read_seq, m.joined_seq - 1)
+	GREATEST(c.archived_seq - GREATEST(m.last_read_seq, m.joined_seq - 1), 0) + (SELECT COUNT(*) FROM messages x
+		WHERE x.conversation_id = c.id AND x.seq > GREATEST(m.last_read_seq, m.joined_seq - 1, c.archived_seq)
 		AND x.sender_id <> m.user_id),
 	lm.conversation_id, lm.seq, lm.id, lm.sender_id, lm.sender_device_id, lm.client_msg_id,
 	lm.kind, lm.body, lm.created_at, lm.recalled_at, lm.media_id

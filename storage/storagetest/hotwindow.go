@@ -56,6 +56,13 @@ func testTrimOnlyArchived(t *testing.T, s ArchiveStore) {
 	f.append(said(g, a, "alpha one", 1), said(g, b, "alpha two", 2), pic,
 		said(g, b, "alpha three", 4), said(g, a, "alpha four", 5)) // seqs 2..6
 
+	unread := func(u storage.User) uint64 {
+		t.Helper()
+		sums, err := s.ListConversations(ctx, u.ID)
+		require.NoError(t, err)
+		require.Len(t, sums, 1)
+		return sums[0].Unread
+	}
 	require.Zero(t, trim(t, s, at(4), 100), "every message still waits for the archive")
 	require.Zero(t, archivedSeq(t, s, g))
 
@@ -88,8 +95,13 @@ func testTrimOnlyArchived(t *testing.T, s ArchiveStore) {
 	require.NoError(t, err)
 	require.True(t, ok, "the media message's row still grants its members access")
 
-	// Everything is old now, but the newest message stays.
+	// Everything is old now, but the newest message stays; unread counts
+	// do not change when the messages they count leave the store.
+	unreadA, unreadB := unread(a), unread(b)
+	require.Positive(t, unreadB, "b has not read a's newest messages")
 	require.Equal(t, 2, trim(t, s, at(100), 100))
+	require.Equal(t, unreadA, unread(a))
+	require.Equal(t, unreadB, unread(b))
 	require.Equal(t, uint64(6), archivedSeq(t, s, g))
 	require.Equal(t, []uint64{7}, f.history(g, 0))
 	sums, err := s.ListConversations(ctx, b.ID)
