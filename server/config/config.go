@@ -137,6 +137,10 @@ type AnalyticsConfig struct {
 	ClickHouse clickhouse.Config `yaml:"clickhouse" env:"CLICKHOUSE_"`
 	// Writer batches the events (into ClickHouse or the embedded store).
 	Writer clickhouse.EventWriterConfig `yaml:"writer" env:"WRITER_"`
+	// Retention is how long events are kept: older ones are removed every
+	// hour (in ClickHouse a month at a time, once the whole month is
+	// older). 0 keeps them all. It never touches the message archive.
+	Retention time.Duration `yaml:"retention" env:"RETENTION"`
 }
 
 // Media storage backends (MediaConfig.Backend).
@@ -229,6 +233,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("auth: %w", err))
 	}
 	errs = append(errs, c.validateMedia()...)
+	if c.Analytics.Retention < 0 {
+		errs = append(errs, fmt.Errorf("analytics: retention %s must not be negative (0 keeps every event)", c.Analytics.Retention))
+	}
 	if c.Archive.Enabled {
 		if len(c.Archive.ClickHouse.Addrs) == 0 {
 			errs = append(errs, errors.New("archive: enabled needs clickhouse.addrs (PARLEY_ARCHIVE_CLICKHOUSE_ADDRS)"))

@@ -79,6 +79,10 @@ func TestLoad(t *testing.T) {
 		}},
 		{name: "archive_window_below_recall", env: map[string]string{"PARLEY_ARCHIVE_ENABLED": "true", "PARLEY_ARCHIVE_CLICKHOUSE_ADDRS": "ch:9000", "PARLEY_ARCHIVE_HOT_WINDOW": "1m"}, wantErr: "hot_window 1m0s must exceed chat.recall_window"},
 		{name: "archive_window_negative", env: map[string]string{"PARLEY_ARCHIVE_ENABLED": "true", "PARLEY_ARCHIVE_CLICKHOUSE_ADDRS": "ch:9000", "PARLEY_ARCHIVE_HOT_WINDOW": "-1h"}, wantErr: "hot_window -1h0m0s: must not be negative"},
+		{name: "analytics_retention", env: map[string]string{"PARLEY_ANALYTICS_RETENTION": "9000h"}, check: func(t *testing.T, c Config) {
+			require.Equal(t, 9000*time.Hour, c.Analytics.Retention)
+		}},
+		{name: "analytics_retention_negative", env: map[string]string{"PARLEY_ANALYTICS_RETENTION": "-1h"}, wantErr: "analytics: retention -1h0m0s must not be negative"},
 		{name: "archive_bad_batch", env: map[string]string{"PARLEY_ARCHIVE_ENABLED": "true", "PARLEY_ARCHIVE_CLICKHOUSE_ADDRS": "ch:9000", "PARLEY_ARCHIVE_BATCH_SIZE": "0"}, wantErr: "batch_size"},
 		{name: "observability_defaults", check: func(t *testing.T, c Config) {
 			require.Equal(t, "127.0.0.1:9090", c.AdminListen)

@@ -247,3 +247,14 @@ func ceilSeconds(t time.Time) int64 {
 	}
 	return s
 }
+
+// Pruner drops old events, so that analytics (unlike the message archive,
+// which is kept) does not grow without end.
+type Pruner interface {
+	// PruneEvents removes events older than cutoff, at the backend's
+	// granularity: the embedded store removes exactly those; ClickHouse
+	// drops whole monthly partitions, so it removes a month's events once
+	// the month has entirely passed cutoff (keeping some events up to a
+	// month longer). Repeating it is harmless.
+	PruneEvents(ctx context.Context, cutoff time.Time) error
+}

@@ -294,3 +294,36 @@ func (s *Store) query(ctx context.Context, op, query string, args []any, row fun
 	}
 	return s.fail(ctx, op, rows.Err())
 }
+
+// pruneBatch is how many events one write transaction of PruneEvents
+// deletes: the write lock is held for some milliseconds at a time.
+const pruneBatch = 10_000
+
+// PruneEvents deletes the events older than cutoff (whole seconds, as they
+// are stored), as analytics.Pruner specifies: per kind through the
+// (kind, at) index, pruneBatch at a time.
+func (s *Store) PruneEvents(ctx context.Context, cutoff time.Time) error {
+	const op = "prune events"
+	for kind := analytics.EventKind(1); kind.Valid(); kind++ {
+		for {
+			var n int64
+			err := s.write(ctx, op, func(tx *sql.Tx) error {
+				res, err := tx.ExecContext(ctx, `DELETE FROM events WHERE event_id IN (
+					SELECT event_id FROM events WHERE kind = ? AND at < ? LIMIT ?)`,
+					int64(kind), cutoff.Unix(), pruneBatch)
+				if err != nil {
+					return err
+				}
+				n, err = res.RowsAffected()
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if n < pruneBatch {
+				break
+			}
+		}
+	}
+	return nil
+}

@@ -100,14 +100,48 @@ func openAnalytics(ctx context.Context, cfg config.Config, store storage.Store, 
 			logger.Warn("analytics: final flush", "err", err)
 		}
 	}()
+	pruned := make(chan struct{})
+	go func() {
+		defer close(pruned)
+		if p, ok := sink.(analytics.Pruner); ok && cfg.Analytics.Retention > 0 {
+			pruneEvents(runCtx, p, cfg.Analytics.Retention, logger)
+		}
+	}()
 	closeDB := a.stop
 	a.writer = w
 	a.stop = sync.OnceFunc(func() {
 		cancel()
 		<-done
+		<-pruned
 		closeDB()
 	})
 	return a, nil
+}
+
+// pruneEvery is how often events older than analytics.retention are
+// removed (once at the start, then on this period).
+const pruneEvery = time.Hour
+
+// pruneEvents removes events older than retention now and every
+// pruneEvery until ctx ends. Every process does it: it is idempotent, and
+// a failure (ClickHouse down) is only logged, for the next round to
+// repeat.
+func pruneEvents(ctx context.Context, p analytics.Pruner, retention time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(pruneEvery)
+	defer t.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, pruneEvery/2)
+		err := p.PruneEvents(cctx, time.Now().Add(-retention))
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			logger.Warn("analytics: pruning old events failed; retrying in an hour", "err", err, "retention", retention)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // lazyClickHouse is a ClickHouse opened in the background: until it
@@ -153,6 +187,14 @@ func (l *lazyClickHouse) get() (*clickhouse.DB, error) {
 		return db, nil
 	}
 	return nil, errNotConnected
+}
+
+func (l *lazyClickHouse) PruneEvents(ctx context.Context, cutoff time.Time) error {
+	db, err := l.get()
+	if err != nil {
+		return err
+	}
+	return db.PruneEvents(ctx, cutoff)
 }
 
 func (l *lazyClickHouse) WriteEvents(ctx context.Context, events []analytics.Event) error {

@@ -1,18 +1,23 @@
 package main
 
 import (
+	"context"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect/v2"
 	"connectrpc.com/connect/v2/connecthttp"
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	parleyv1 "github.com/parley-im/parley/clients/go/gen/parley/v1"
 	"github.com/parley-im/parley/clients/go/gen/parley/v1/parleyv1connect"
+	"github.com/parley-im/parley/storage/analytics"
+	"github.com/parley-im/parley/storage/embedded"
 	"github.com/parley-im/parley/storage/storagetest/realsvc"
 )
 
@@ -138,4 +143,42 @@ func testAnalyticsClickHouse(t *testing.T, env map[string]string) {
 	// 2 sent, 2 delivered, 1 opened, 1 closed.
 	require.InDelta(t, 6, samples["parley_analytics_events_written_total"], 0)
 	require.Zero(t, samples["parley_analytics_events_dropped_total"])
+}
+
+// With analytics.retention, parleyd removes older events: events written
+// two hours back are gone from the AdminService's answers once it runs,
+// while the message sent now is counted.
+func TestAnalyticsRetention(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	old := time.Now().Add(-2 * time.Hour)
+	s, err := embedded.Open(t.Context(), embedded.Config{Path: filepath.Join(dir, "parley.db")})
+	require.NoError(t, err)
+	require.NoError(t, s.WriteEvents(t.Context(), []analytics.Event{
+		{ID: uuid.New(), Kind: analytics.EventMessageSent, At: old, UserID: "someone", ConversationID: "c", Seq: 1, Node: "n"},
+	}))
+	require.NoError(t, s.Close())
+
+	ts := startServerEnv(t, map[string]string{"PARLEY_ANALYTICS_RETENTION": "1h"}, "-data-dir", dir)
+	hc := h2cClient()
+	alice := register(t, hc, ts.url, "alice")
+	bob := register(t, hc, ts.url, "bob")
+	conv, err := alice.convs.CreateDirect(t.Context(), &parleyv1.CreateDirectRequest{Peer: &parleyv1.CreateDirectRequest_UserId{UserId: bob.id}})
+	require.NoError(t, err)
+	_, err = alice.chat.SendMessage(t.Context(), &parleyv1.SendMessageRequest{ConversationId: conv.GetConversation().GetId(), ClientMsgId: "1",
+		Content: &parleyv1.Content{Body: &parleyv1.Content_Text{Text: "now"}}})
+	require.NoError(t, err)
+	admin := adminOf(hc, ts.url, alice)
+	window := &parleyv1.TimeRange{From: timestamppb.New(old.Add(-time.Hour)), To: timestamppb.New(time.Now().Add(time.Hour))}
+	require.Eventually(t, func() bool {
+		res, err := admin.GetMessageVolume(context.Background(), &parleyv1.GetMessageVolumeRequest{Range: window, Bucket: parleyv1.TimeBucket_TIME_BUCKET_DAY})
+		if err != nil {
+			return false
+		}
+		total := uint64(0)
+		for _, c := range res.GetBuckets() {
+			total += c.GetCount()
+		}
+		return total == 1
+	}, 30*time.Second, 20*time.Millisecond, "the old event is pruned and the new one recorded")
 }

@@ -20,6 +20,7 @@ import (
 type Backend interface {
 	analytics.Reader
 	analytics.Writer
+	analytics.Pruner
 }
 
 // day0 is midnight UTC of the day the cases start on.
@@ -39,6 +40,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"connections_over_time", testConnectionsOverTime},
 		{"rejects_bad_events", testRejectsBadEvents},
 		{"empty", testEmpty},
+		{"prune", testPrune},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -307,4 +309,34 @@ func testEmpty(t *testing.T, b Backend) {
 	conns, err := b.ConnectionsOverTime(ctx, from, to, analytics.BucketHour)
 	require.NoError(t, err)
 	require.Empty(t, conns)
+}
+
+// testPrune: pruning at the start of a month removes the months before
+// it, every kind, and keeps the rest (the granularity both backends
+// share: ClickHouse drops whole months); pruning again changes nothing.
+func testPrune(t *testing.T, b Backend) {
+	ctx := context.Background()
+	jan := time.Date(2026, 1, 20, 10, 0, 0, 0, time.UTC)
+	feb := time.Date(2026, 2, 28, 23, 59, 59, 0, time.UTC)
+	mar := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	var events []analytics.Event
+	for _, at := range []time.Time{jan, feb, mar, mar.Add(time.Hour)} {
+		events = append(events, ev(analytics.EventMessageSent, at, "u1", "c1"), ev(analytics.EventConnectionOpened, at, "u1", ""))
+	}
+	require.NoError(t, b.WriteEvents(ctx, events))
+	volume := func() []analytics.Count {
+		t.Helper()
+		got, err := b.MessageVolume(ctx, jan.AddDate(0, -1, 0), mar.AddDate(0, 1, 0), analytics.BucketDay)
+		require.NoError(t, err)
+		return got
+	}
+	require.Len(t, volume(), 3, "three days with messages")
+	for range 2 {
+		require.NoError(t, b.PruneEvents(ctx, mar))
+		require.Equal(t, []analytics.Count{{Start: mar, Count: 2}}, volume())
+		conns, err := b.ConnectionsOverTime(ctx, jan.AddDate(0, -1, 0), mar.AddDate(0, 1, 0), analytics.BucketDay)
+		require.NoError(t, err)
+		require.Len(t, conns, 1)
+		require.Equal(t, uint64(2), conns[0].Opened, "the connection events of January and February are gone too")
+	}
 }
