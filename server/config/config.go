@@ -140,6 +140,8 @@ type AnalyticsConfig struct {
 	// Retention is how long events are kept: older ones are removed every
 	// hour (in ClickHouse a month at a time, once the whole month is
 	// older). 0 keeps them all. It never touches the message archive.
+	// The open-connections series (opens minus closes since the oldest
+	// event kept) drops by the connections open across the cutoff.
 	Retention time.Duration `yaml:"retention" env:"RETENTION"`
 }
 
