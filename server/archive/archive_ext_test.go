@@ -2,7 +2,9 @@ package archive_test
 
 import (
 	"context"
+	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/parley-im/parley/server/archive"
 	"github.com/parley-im/parley/server/metrics"
 	"github.com/parley-im/parley/storage"
+	"github.com/parley-im/parley/storage/clickhouse"
 	"github.com/parley-im/parley/storage/storagetest"
 	"github.com/parley-im/parley/storage/storagetest/realsvc"
 )
@@ -508,5 +511,51 @@ func TestRunLeavesNoGoroutines(t *testing.T) {
 			t.Fatalf("goroutines: %d before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRecallErasedFromArchiveDisk: with an erase interval, the archiver
+// erases a recalled message's earlier state from ClickHouse's disk, not
+// only from readers; with none, it leaves the table alone.
+func TestRecallErasedFromArchiveDisk(t *testing.T) {
+	t.Parallel()
+	for _, erase := range []time.Duration{10 * time.Millisecond, 0} {
+		t.Run(fmt.Sprint("erase_", erase), func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			s := openEmbedded(t)
+			name := ch.NewDatabase(t)
+			db, err := clickhouse.Open(ctx, clickhouse.Config{Addrs: []string{ch.Addr()}, Database: name, CallTimeout: 10 * time.Second})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = db.Close() })
+			w := newWorld(t, s, 1)
+			cfg := testConfig()
+			cfg.EraseInterval = erase
+			start(t, archive.New(cfg, s, db, "node", discard(), nil))
+			sent, err := w.send(ctx, 3)
+			require.NoError(t, err)
+			waitDrained(t, s)
+			_, _, err = s.RecallMessage(ctx, sent[1].ConversationID, sent[1].Seq,
+				storage.NewMessage{ID: "recall-notice", SenderID: w.users[0].ID, Kind: storage.MessageSystem, CreatedAt: time.Now()})
+			require.NoError(t, err)
+			waitDrained(t, s)
+			withContent := func() string {
+				n, err := ch.Query(context.Background(), fmt.Sprintf("SELECT count() FROM %s.messages WHERE conversation_id = '%s' AND seq = %d AND body != ''",
+					name, sent[1].ConversationID, sent[1].Seq))
+				require.NoError(t, err)
+				return strings.TrimSpace(n)
+			}
+			mutations := func() string {
+				n, err := ch.Query(context.Background(), "SELECT count() FROM system.mutations WHERE database = '"+name+"'")
+				require.NoError(t, err)
+				return strings.TrimSpace(n)
+			}
+			if erase == 0 {
+				require.Equal(t, "0", mutations(), "no erase without an interval")
+				return
+			}
+			require.Eventually(t, func() bool { return withContent() == "0" }, 30*time.Second, 10*time.Millisecond)
+			require.NotEqual(t, "0", mutations())
+		})
 	}
 }

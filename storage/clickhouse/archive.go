@@ -12,24 +12,16 @@ var _ storage.MessageArchive = (*DB)(nil)
 // in one batch, as storage.MessageArchive specifies: a recalled message is
 // written without its body or text, and its state outranks every other
 // state of the message (ArchiveVersion), even one created in the same
-// millisecond. The earlier states of the recalled messages are then
-// erased from disk too (eraseRecalled); until that is under way the call
-// has not succeeded, so the archiver repeats the batch.
+// millisecond. The earlier states stay on disk until a merge or
+// EraseRecalled removes them.
 func (db *DB) ArchiveMessages(ctx context.Context, msgs []storage.ArchiveRecord) error {
 	rows := make([]ArchivedMessage, len(msgs))
-	var recalled []storage.MessageKey
 	for i, r := range msgs {
 		rows[i] = NewArchivedMessage(r.Message)
 		rows[i].SearchText = r.SearchText
 		rows[i].Version = ArchiveVersion(rows[i])
-		if !r.Message.RecalledAt.IsZero() {
-			recalled = append(recalled, storage.MessageKey{ConversationID: r.Message.ConversationID, Seq: r.Message.Seq})
-		}
 	}
-	if err := db.WriteMessages(ctx, rows); err != nil {
-		return err
-	}
-	return db.eraseRecalled(ctx, recalled)
+	return db.WriteMessages(ctx, rows)
 }
 
 // ArchiveVersion is the Version ArchiveMessages writes m with:

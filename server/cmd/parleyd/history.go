@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 
+	"github.com/parley-im/parley/server/archive"
 	"github.com/parley-im/parley/server/history"
 	"github.com/parley-im/parley/storage"
 	"github.com/parley-im/parley/storage/clickhouse"
@@ -13,6 +14,7 @@ import (
 var (
 	_ storage.MessageArchive = (*lazyClickHouse)(nil)
 	_ history.Archive        = (*lazyClickHouse)(nil)
+	_ archive.RecallEraser   = (*lazyClickHouse)(nil)
 )
 
 func (l *lazyClickHouse) ArchiveMessages(ctx context.Context, msgs []storage.ArchiveRecord) error {
@@ -21,6 +23,14 @@ func (l *lazyClickHouse) ArchiveMessages(ctx context.Context, msgs []storage.Arc
 		return err
 	}
 	return db.ArchiveMessages(ctx, msgs)
+}
+
+func (l *lazyClickHouse) EraseRecalled(ctx context.Context) error {
+	db, err := l.get()
+	if err != nil {
+		return err
+	}
+	return db.EraseRecalled(ctx)
 }
 
 func (l *lazyClickHouse) History(ctx context.Context, q storage.HistoryQuery, maxSeq uint64) ([]storage.Message, bool, error) {
