@@ -230,53 +230,56 @@ func (a *Archiver) step(ctx context.Context, st *runState) time.Duration {
 	if n == a.cfg.BatchSize {
 		return 0 // more is waiting
 	}
-	if !st.backfilled {
-		// The messages from before the archive was enabled, a batch at a
-		// time and only while the outbox is drained, so the outbox stays
-		// short while a large store is backfilled.
-		cctx, cancel := context.WithDeadline(ctx, st.validUntil)
-		enqueued, done, err := a.src.BackfillOutbox(cctx, a.cfg.BatchSize)
-		cancel()
+	// The rest waits for a drained outbox: new messages come first.
+	for _, job := range []struct {
+		what string
+		run  func(context.Context, *runState, time.Time) (more bool, err error)
+	}{
+		{"backfill the outbox", a.backfill},
+		{"trim the store's window", a.trim},
+		{"erase recalled content", a.erase},
+	} {
+		more, err := job.run(ctx, st, now)
 		if err != nil {
-			return a.failed(ctx, st, "backfill the outbox", err)
+			return a.failed(ctx, st, job.what, err)
 		}
-		a.m.Backfilled(enqueued)
-		st.backfillQueued += enqueued
-		if st.backfilled = done; done && st.backfillQueued > 0 {
-			a.logger.InfoContext(ctx, "archive: backfill done; every message from before the archive was enabled is queued",
-				slog.Int("queued_here", st.backfillQueued))
-		}
-		if enqueued > 0 {
+		if more {
 			return 0
 		}
-	}
-	if a.cfg.HotWindow > 0 && !now.Before(st.trimAt) {
-		n, err := a.trim(ctx, st, now)
-		if err != nil {
-			return a.failed(ctx, st, "trim the store's window", err)
-		}
-		if n == a.cfg.BatchSize {
-			return 0 // more is due
-		}
-		st.trimAt = now.Add(a.cfg.TrimInterval)
-	}
-	if eraser, ok := a.dst.(RecallEraser); ok && a.cfg.EraseInterval > 0 && st.recallsArchived && !now.Before(st.eraseAt) {
-		cctx, cancel := context.WithDeadline(ctx, st.validUntil)
-		err := eraser.EraseRecalled(cctx)
-		cancel()
-		if err != nil {
-			return a.failed(ctx, st, "erase recalled content", err)
-		}
-		a.logger.InfoContext(ctx, "archive: erasing recalled messages' earlier states from the archive's disk (in the background)")
-		st.recallsArchived, st.eraseAt = false, now.Add(a.cfg.EraseInterval)
 	}
 	return min(a.cfg.Interval, time.Until(st.renewAt))
 }
 
+// backfill queues a batch of the messages from before the archive was
+// enabled, until the store says none is left; more reports that it queued
+// some, which the next steps archive.
+func (a *Archiver) backfill(ctx context.Context, st *runState, _ time.Time) (bool, error) {
+	if st.backfilled {
+		return false, nil
+	}
+	cctx, cancel := context.WithDeadline(ctx, st.validUntil)
+	defer cancel()
+	enqueued, done, err := a.src.BackfillOutbox(cctx, a.cfg.BatchSize)
+	if err != nil {
+		return false, err
+	}
+	a.m.Backfilled(enqueued)
+	st.backfillQueued += enqueued
+	if st.backfilled = done; done && st.backfillQueued > 0 {
+		a.logger.InfoContext(ctx, "archive: backfill done; every message from before the archive was enabled is queued",
+			slog.Int("queued_here", st.backfillQueued))
+	}
+	return enqueued > 0, nil
+}
+
 // trim moves up to BatchSize messages older than the window out of the
-// store's history, once the outbox is drained: a message still in the
-// outbox is not passed anyway, so trimming behind a backlog finds little.
-func (a *Archiver) trim(ctx context.Context, st *runState, now time.Time) (int, error) {
+// store's history when a trim is due; more reports a full batch. A
+// message still in the outbox is not passed anyway, so trimming behind a
+// backlog would find little.
+func (a *Archiver) trim(ctx context.Context, st *runState, now time.Time) (bool, error) {
+	if a.cfg.HotWindow <= 0 || now.Before(st.trimAt) {
+		return false, nil
+	}
 	cctx, cancel := context.WithDeadline(ctx, st.validUntil)
 	defer cancel()
 	cctx, ccancel := context.WithTimeout(cctx, callTimeout)
@@ -286,7 +289,28 @@ func (a *Archiver) trim(ctx context.Context, st *runState, now time.Time) (int, 
 		a.m.Trimmed(n)
 		a.logger.DebugContext(ctx, "archive: store window trimmed", slog.Int("messages", n))
 	}
-	return n, err
+	if err != nil || n == a.cfg.BatchSize {
+		return err == nil, err
+	}
+	st.trimAt = now.Add(a.cfg.TrimInterval)
+	return false, nil
+}
+
+// erase has the archive erase recalled content from its storage when an
+// erase is due and a recall was archived since the last one.
+func (a *Archiver) erase(ctx context.Context, st *runState, now time.Time) (bool, error) {
+	eraser, ok := a.dst.(RecallEraser)
+	if !ok || a.cfg.EraseInterval <= 0 || !st.recallsArchived || now.Before(st.eraseAt) {
+		return false, nil
+	}
+	cctx, cancel := context.WithDeadline(ctx, st.validUntil)
+	defer cancel()
+	if err := eraser.EraseRecalled(cctx); err != nil {
+		return false, err
+	}
+	a.logger.InfoContext(ctx, "archive: erasing recalled messages' earlier states from the archive's disk (in the background)")
+	st.recallsArchived, st.eraseAt = false, now.Add(a.cfg.EraseInterval)
+	return false, nil
 }
 
 // renew takes or renews the lease and reports whether this process holds
