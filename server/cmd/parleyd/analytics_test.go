@@ -163,11 +163,7 @@ func TestAnalyticsRetention(t *testing.T) {
 	hc := h2cClient()
 	alice := register(t, hc, ts.url, "alice")
 	bob := register(t, hc, ts.url, "bob")
-	conv, err := alice.convs.CreateDirect(t.Context(), &parleyv1.CreateDirectRequest{Peer: &parleyv1.CreateDirectRequest_UserId{UserId: bob.id}})
-	require.NoError(t, err)
-	_, err = alice.chat.SendMessage(t.Context(), &parleyv1.SendMessageRequest{ConversationId: conv.GetConversation().GetId(), ClientMsgId: "1",
-		Content: &parleyv1.Content{Body: &parleyv1.Content_Text{Text: "now"}}})
-	require.NoError(t, err)
+	say(t, alice, direct(t, alice, bob), "1", "now")
 	admin := adminOf(hc, ts.url, alice)
 	window := &parleyv1.TimeRange{From: timestamppb.New(old.Add(-time.Hour)), To: timestamppb.New(time.Now().Add(time.Hour))}
 	require.Eventually(t, func() bool {

@@ -132,6 +132,24 @@ func newUser(hc *http.Client, url, id, device, token string) *user {
 	}
 }
 
+// direct creates the direct conversation of a and b and returns its id.
+func direct(tb testing.TB, a, b *user) string {
+	tb.Helper()
+	res, err := a.convs.CreateDirect(tb.Context(), &parleyv1.CreateDirectRequest{Peer: &parleyv1.CreateDirectRequest_UserId{UserId: b.id}})
+	require.NoError(tb, err)
+	return res.GetConversation().GetId()
+}
+
+// say sends text from u to conversation cid with clientMsgID, and
+// requires it to commit.
+func say(tb testing.TB, u *user, cid, clientMsgID, text string) *parleyv1.Message {
+	tb.Helper()
+	res, err := u.chat.SendMessage(tb.Context(), &parleyv1.SendMessageRequest{ConversationId: cid, ClientMsgId: clientMsgID,
+		Content: &parleyv1.Content{Body: &parleyv1.Content_Text{Text: text}}})
+	require.NoError(tb, err)
+	return res.GetMessage()
+}
+
 // recv reads frames until one satisfies want, failing on stream errors.
 func recv(tb testing.TB, s parleyv1connect.ChatServiceConnectClientStream, want func(*parleyv1.ServerFrame) bool) *parleyv1.ServerFrame {
 	tb.Helper()

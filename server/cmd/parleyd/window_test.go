@@ -40,22 +40,18 @@ func TestHistoryAndSearchCrossTheWindow(t *testing.T) {
 	hc := h2cClient()
 	alice := register(t, hc, ts.url, "alice")
 	bob := register(t, hc, ts.url, "bob")
-	conv, err := alice.convs.CreateDirect(ctx, &parleyv1.CreateDirectRequest{Peer: &parleyv1.CreateDirectRequest_UserId{UserId: bob.id}})
-	require.NoError(t, err)
-	cid := conv.GetConversation().GetId()
+	cid := direct(t, alice, bob)
 	const n = 40
 	for i := range n {
 		text := fmt.Sprintf("alpha %d", i)
 		if i == 3 {
 			text = "the needle in the archive"
 		}
-		_, err := alice.chat.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: cid, ClientMsgId: fmt.Sprintf("a-%d", i),
-			Content: &parleyv1.Content{Body: &parleyv1.Content_Text{Text: text}}})
-		require.NoError(t, err)
+		say(t, alice, cid, fmt.Sprintf("a-%d", i), text)
 		if i == 4 {
 			// Seq 5, recalled before it leaves the store: the archive has
 			// no text for it. The notice takes seq 6.
-			_, err = alice.chat.RecallMessage(ctx, &parleyv1.RecallMessageRequest{ConversationId: cid, Seq: 5})
+			_, err := alice.chat.RecallMessage(ctx, &parleyv1.RecallMessageRequest{ConversationId: cid, Seq: 5})
 			require.NoError(t, err)
 		}
 	}
@@ -184,11 +180,8 @@ func TestArchiveOff(t *testing.T) {
 	hc := h2cClient()
 	alice := register(t, hc, ts.url, "alice")
 	bob := register(t, hc, ts.url, "bob")
-	conv, err := alice.convs.CreateDirect(t.Context(), &parleyv1.CreateDirectRequest{Peer: &parleyv1.CreateDirectRequest_UserId{UserId: bob.id}})
-	require.NoError(t, err)
-	_, err = alice.chat.SendMessage(t.Context(), &parleyv1.SendMessageRequest{ConversationId: conv.GetConversation().GetId(), ClientMsgId: "1",
-		Content: &parleyv1.Content{Body: &parleyv1.Content_Text{Text: "queued"}}})
-	require.NoError(t, err)
+	cid := direct(t, alice, bob)
+	say(t, alice, cid, "1", "queued")
 	require.Eventually(t, func() bool {
 		_, samples := scrape(t, ts.adminURL)
 		return samples["parley_archive_batch_failures_total"] >= 1
@@ -196,7 +189,7 @@ func TestArchiveOff(t *testing.T) {
 	ts.stop(t)
 
 	var out bytes.Buffer
-	err = archiveOff(t.Context(), []string{"-data-dir", dir}, func(k string) string { return env[k] }, &out, &out)
+	err := archiveOff(t.Context(), []string{"-data-dir", dir}, func(k string) string { return env[k] }, &out, &out)
 	require.ErrorContains(t, err, "archive.enabled is set")
 	require.NoError(t, archiveOff(t.Context(), []string{"-data-dir", dir}, func(string) string { return "" }, &out, &out))
 	require.Contains(t, out.String(), "the archive outbox is off and empty")
@@ -207,7 +200,7 @@ func TestArchiveOff(t *testing.T) {
 	es, err := s.ReadOutbox(t.Context(), 10)
 	require.NoError(t, err)
 	require.Empty(t, es)
-	_, err = s.AppendMessages(t.Context(), []storage.NewMessage{{ID: "m-after", ConversationID: conv.GetConversation().GetId(),
+	_, err = s.AppendMessages(t.Context(), []storage.NewMessage{{ID: "m-after", ConversationID: cid,
 		SenderID: alice.id, ClientMsgID: "after", Kind: storage.MessageText, Body: []byte("x"), CreatedAt: time.Now()}})
 	require.NoError(t, err)
 	es, err = s.ReadOutbox(t.Context(), 10)
