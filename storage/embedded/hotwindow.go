@@ -33,9 +33,10 @@ const (
 		LIMIT ?`
 
 	// trimStopQuery is the first seq above the boundary that must stay:
-	// created at or after the cutoff, or waiting for the archive; NULL
-	// when every message above the boundary may go. (SQLite's two-argument
-	// min is NULL when either is: hence the coalesce.)
+	// created at or after the cutoff, or waiting for the archive; the
+	// largest int64 when every message above the boundary may go.
+	// (SQLite's two-argument min is NULL when either is: hence the
+	// coalesce.)
 	trimStopQuery = `SELECT min(
 		coalesce((SELECT min(seq) FROM messages WHERE conversation_id = ?1 AND seq > ?2 AND created_at >= ?3), 9223372036854775807),
 		coalesce((SELECT min(seq) FROM archive_outbox WHERE conversation_id = ?1 AND seq > ?2), 9223372036854775807))`
