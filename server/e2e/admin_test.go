@@ -246,3 +246,41 @@ func TestAdminAnalytics(t *testing.T) {
 		require.Nil(t, lat.GetDeliver())
 	})
 }
+
+// TestConnectionsLeftOpenByACrashAreClosed: a device's stream is open
+// when parleyd is SIGKILLed, so its close is never recorded; the
+// restarted process (same node) records it, and the connections series
+// ends at zero open instead of counting that stream for ever.
+func TestConnectionsLeftOpenByACrashAreClosed(t *testing.T) {
+	t.Parallel()
+	p := testserver.Start(t,
+		testserver.WithArgs("-node", "crashy"),
+		testserver.WithEnv("PARLEY_ANALYTICS_WRITER_FLUSH_INTERVAL=10ms"),
+	)
+	alice := newUser(t, p.URL(), "alice", 1) // the first user: an admin
+	alice.dev(0).connect(t)
+	openAtEnd := func() (int64, error) {
+		admin := parleyv1connect.NewAdminServiceClient(p.Client(t))
+		res, err := admin.GetConnections(as(t, alice), &parleyv1.GetConnectionsRequest{Range: around(), Bucket: parleyv1.TimeBucket_TIME_BUCKET_DAY})
+		if err != nil {
+			return -1, err
+		}
+		buckets := res.GetBuckets()
+		if len(buckets) == 0 {
+			return 0, nil
+		}
+		return buckets[len(buckets)-1].GetOpen(), nil
+	}
+	require.Eventually(t, func() bool {
+		n, err := openAtEnd()
+		return err == nil && n == 1
+	}, waitTimeout, 10*time.Millisecond, "the stream's open is recorded")
+
+	p.Kill()
+	p.Restart(t) // on another port: the device does not come back
+	require.Eventually(t, func() bool {
+		n, err := openAtEnd()
+		return err == nil && n == 0
+	}, waitTimeout, 10*time.Millisecond, "the stream the crash left open is closed")
+
+}

@@ -258,3 +258,14 @@ type Pruner interface {
 	// month longer). Repeating it is harmless.
 	PruneEvents(ctx context.Context, cutoff time.Time) error
 }
+
+// ConnectionCounter finds the connections a server left open: a process
+// that crashed recorded their opens but never their closes, so every
+// count of open connections (ConnectionsOverTime) would include them for
+// ever.
+type ConnectionCounter interface {
+	// OpenConnections returns how many connections node opened before
+	// before minus how many it closed before then (0 when that is
+	// negative, as after a prune).
+	OpenConnections(ctx context.Context, node string, before time.Time) (int64, error)
+}

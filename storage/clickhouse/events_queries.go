@@ -280,3 +280,20 @@ func secondsRange(from, to time.Time) (lo, hi uint32, err error) {
 func dateTime(s int64) uint32 {
 	return uint32(min(max(s, 0), 1<<32-1))
 }
+
+// OpenConnections counts node's connections opened and not closed before
+// before, as analytics.ConnectionCounter specifies.
+func (db *DB) OpenConnections(ctx context.Context, node string, before time.Time) (int64, error) {
+	const op = "open connections"
+	if before.Before(minTime) || before.After(maxTime) {
+		return 0, fmt.Errorf("clickhouse: %s: time %s outside DateTime's range", op, before.UTC().Format(time.RFC3339))
+	}
+	var open int64
+	err := db.query(ctx, op, `SELECT
+			toInt64(countIf(kind = 'connection_opened')) - toInt64(countIf(kind = 'connection_closed'))
+		FROM events FINAL
+		WHERE kind IN ('connection_opened', 'connection_closed') AND node = ? AND at < toDateTime(?)`,
+		[]any{node, before.Unix()},
+		func(scan func(...any) error) error { return scan(&open) })
+	return max(open, 0), err
+}

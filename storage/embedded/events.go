@@ -327,3 +327,15 @@ func (s *Store) PruneEvents(ctx context.Context, cutoff time.Time) error {
 	}
 	return nil
 }
+
+// OpenConnections counts node's connections opened and not closed before
+// before, as analytics.ConnectionCounter specifies.
+func (s *Store) OpenConnections(ctx context.Context, node string, before time.Time) (int64, error) {
+	var open int64
+	err := s.query(ctx, "open connections", `SELECT
+			coalesce(sum(kind = ?1), 0) - coalesce(sum(kind = ?2), 0)
+		FROM events WHERE kind IN (?1, ?2) AND node = ?3 AND at < ?4`,
+		[]any{int64(analytics.EventConnectionOpened), int64(analytics.EventConnectionClosed), node, before.Unix()},
+		func(rows *sql.Rows) error { return rows.Scan(&open) })
+	return max(open, 0), err
+}

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley-im/parley/server"
@@ -96,26 +97,89 @@ func openAnalytics(ctx context.Context, cfg config.Config, store storage.Store, 
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		// Before the writer writes anything of this run: then every
+		// connection event of this node in the store is a previous run's.
+		// Meanwhile Record buffers (and, past BufferSize, drops) as it does
+		// while the store is down.
+		if c, ok := sink.(analytics.ConnectionCounter); ok {
+			closeLeftOpen(runCtx, c, sink, wcfg.Node, logger)
+		}
 		if err := w.Run(runCtx); err != nil {
 			logger.Warn("analytics: final flush", "err", err)
 		}
 	}()
-	pruned := make(chan struct{})
-	go func() {
-		defer close(pruned)
-		if p, ok := sink.(analytics.Pruner); ok && cfg.Analytics.Retention > 0 {
-			pruneEvents(runCtx, p, cfg.Analytics.Retention, logger)
-		}
-	}()
+	var jobs sync.WaitGroup
+	if p, ok := sink.(analytics.Pruner); ok && cfg.Analytics.Retention > 0 {
+		jobs.Go(func() { pruneEvents(runCtx, p, cfg.Analytics.Retention, logger) })
+	}
 	closeDB := a.stop
 	a.writer = w
 	a.stop = sync.OnceFunc(func() {
 		cancel()
 		<-done
-		<-pruned
+		jobs.Wait()
 		closeDB()
 	})
 	return a, nil
+}
+
+// closeLeftOpen records, once, the close of every connection a previous
+// run of this node opened and never recorded closing (it crashed):
+// otherwise the open-connections series would count them for ever. It
+// runs before this run's writer writes anything, so every connection
+// event of node in the store is a previous run's. It retries until the
+// events store answers or ctx ends; each attempt counts again, closes it
+// already wrote included, so a failed attempt's partial writes are not
+// repeated.
+func closeLeftOpen(ctx context.Context, c analytics.ConnectionCounter, sink analytics.Writer, node string, logger *slog.Logger) {
+	backoff := time.Second
+	for {
+		n, err := closeLeftOpenOnce(ctx, c, sink, node, time.Now())
+		if err == nil {
+			if n > 0 {
+				logger.Info("analytics: recorded the close of connections a previous run of this node left open",
+					"connections", n, "node", node)
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		logger.Warn("analytics: connections left open by a previous run not closed yet; retrying", "err", err, "backoff", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, time.Minute)
+	}
+}
+
+// closeLeftOpenOnce is one attempt of closeLeftOpen: it counts node's
+// open connections (every event is older than now, a previous run's) and
+// records their closes at now. It returns how many.
+func closeLeftOpenOnce(ctx context.Context, c analytics.ConnectionCounter, sink analytics.Writer, node string, now time.Time) (int64, error) {
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	// A day ahead covers a previous run whose clock was ahead of ours.
+	n, err := c.OpenConnections(cctx, node, now.Add(24*time.Hour))
+	if err != nil || n == 0 {
+		return 0, err
+	}
+	const batch = 10_000
+	events := make([]analytics.Event, 0, min(n, batch))
+	for i := range n {
+		events = append(events, analytics.Event{ID: uuid.New(), Kind: analytics.EventConnectionClosed, At: now, Node: node})
+		if len(events) == batch || i == n-1 {
+			if err := sink.WriteEvents(cctx, events); err != nil {
+				return 0, err
+			}
+			events = events[:0]
+		}
+	}
+	return n, nil
 }
 
 // pruneEvery is how often events older than analytics.retention are
@@ -187,6 +251,14 @@ func (l *lazyClickHouse) get() (*clickhouse.DB, error) {
 		return db, nil
 	}
 	return nil, errNotConnected
+}
+
+func (l *lazyClickHouse) OpenConnections(ctx context.Context, node string, before time.Time) (int64, error) {
+	db, err := l.get()
+	if err != nil {
+		return 0, err
+	}
+	return db.OpenConnections(ctx, node, before)
 }
 
 func (l *lazyClickHouse) PruneEvents(ctx context.Context, cutoff time.Time) error {

@@ -21,6 +21,7 @@ type Backend interface {
 	analytics.Reader
 	analytics.Writer
 	analytics.Pruner
+	analytics.ConnectionCounter
 }
 
 // day0 is midnight UTC of the day the cases start on.
@@ -41,6 +42,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"rejects_bad_events", testRejectsBadEvents},
 		{"empty", testEmpty},
 		{"prune", testPrune},
+		{"open_connections_per_node", testOpenConnections},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -338,5 +340,30 @@ func testPrune(t *testing.T, b Backend) {
 		require.NoError(t, err)
 		require.Len(t, conns, 1)
 		require.Equal(t, uint64(2), conns[0].Opened, "the connection events of January and February are gone too")
+	}
+}
+
+// testOpenConnections: a node's opens minus closes before a time, not
+// another node's, not later ones, never below 0; written twice, once.
+func testOpenConnections(t *testing.T, b Backend) {
+	ctx := context.Background()
+	at := func(sec int) time.Time { return day0.Add(time.Duration(sec) * time.Second) }
+	on := func(kind analytics.EventKind, sec int, node string) analytics.Event {
+		e := ev(kind, at(sec), "u1", "")
+		e.Node = node
+		return e
+	}
+	writeTwice(t, b, []analytics.Event{
+		on(analytics.EventConnectionOpened, 1, "a"), on(analytics.EventConnectionOpened, 2, "a"), on(analytics.EventConnectionOpened, 3, "a"),
+		on(analytics.EventConnectionClosed, 4, "a"),
+		on(analytics.EventConnectionOpened, 10, "a"), // at the cutoff: not before it
+		on(analytics.EventConnectionOpened, 5, "b"),
+		on(analytics.EventConnectionClosed, 6, "c"), on(analytics.EventConnectionClosed, 7, "c"), // opens pruned
+		on(analytics.EventMessageSent, 8, "a"),
+	})
+	for node, want := range map[string]int64{"a": 2, "b": 1, "c": 0, "nobody": 0} {
+		got, err := b.OpenConnections(ctx, node, at(10))
+		require.NoError(t, err)
+		require.Equal(t, want, got, "node %s", node)
 	}
 }
