@@ -2,32 +2,27 @@
 // store's recent window and the archive, so that a reader cannot tell
 // where one ends and the other begins.
 //
-// The store keeps each conversation from its boundary (ArchivedSeq) up;
-// the archive holds everything at or below it (storage.HotWindow). A page
-// that crosses the boundary is read from both and joined: the archive's
-// part below, the store's above. A trim may move the boundary between the
-// two reads; the reader then reads the page again, so no message falls
-// between them.
+// The store keeps each conversation above its boundary (ArchivedSeq); the
+// archive holds everything at or below it (storage.HotWindow). Seqs are
+// contiguous from 1, and the store's History reads its boundary in the
+// same statement as its rows, so a page from the store says by itself
+// where the archive must take over: below the lowest seq it returned
+// (Before), or in the gap between the anchor and the first seq it
+// returned (After). A trim may move the boundary after that read; the
+// archive then holds those messages too, so no re-read is needed.
 package history
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/parley-im/parley/storage"
 )
-
-// maxAttempts bounds the re-reads when trims keep moving the boundary
-// under a page (a trim moves it once per conversation and pass, so a
-// second read nearly always settles it).
-const maxAttempts = 4
 
 // Hot is the primary store's side.
 type Hot interface {
 	// History is storage.HistoryStore's: it returns only messages above
 	// the conversation's boundary.
 	History(ctx context.Context, q storage.HistoryQuery) ([]storage.Message, bool, error)
-	ArchivedSeq(ctx context.Context, conversationID string) (uint64, error)
 	ArchivedRanges(ctx context.Context, userID, conversationID string) ([]storage.ArchivedRange, error)
 }
 
@@ -54,78 +49,65 @@ func New(hot Hot, archive Archive) *Reader {
 }
 
 // History returns a page as storage.HistoryStore.History does, over the
-// whole history: the store's window and the archive below it.
+// whole history: the store's window and the archive below it. It reads
+// the store, then the archive only when the store's page leaves a part
+// of the request to it.
 func (r *Reader) History(ctx context.Context, q storage.HistoryQuery) ([]storage.Message, bool, error) {
-	boundary, err := r.hot.ArchivedSeq(ctx, q.ConversationID)
+	hot, more, err := r.hot.History(ctx, q)
 	if err != nil {
 		return nil, false, err
 	}
-	for attempt := 1; ; attempt++ {
-		msgs, more, err := r.page(ctx, q, boundary)
-		if err != nil {
-			return nil, false, err
-		}
-		after, err := r.hot.ArchivedSeq(ctx, q.ConversationID)
-		if err != nil {
-			return nil, false, err
-		}
-		if after == boundary {
-			return msgs, more, nil
-		}
-		if attempt == maxAttempts {
-			return nil, false, fmt.Errorf("history: %s: the archive boundary moved under %d reads in a row: %w",
-				q.ConversationID, attempt, storage.ErrUnavailable)
-		}
-		boundary = after
-	}
-}
-
-// page reads q as if the boundary were at boundary.
-func (r *Reader) page(ctx context.Context, q storage.HistoryQuery, boundary uint64) ([]storage.Message, bool, error) {
 	lowest := max(q.MinSeq, 1)
-	if boundary < lowest {
-		// Nothing this reader may see is archived.
-		return r.hot.History(ctx, q)
-	}
 	limit := max(q.Limit, 1)
 	archived := q
 	archived.MinSeq = lowest
 	switch q.Direction {
 	case storage.Before:
-		if q.Anchor != 0 && q.Anchor <= boundary+1 {
-			return r.archive.History(ctx, archived, boundary)
+		// Below the page's lowest seq, or below the anchor when the store
+		// had nothing there (the newest message is never trimmed, so an
+		// empty page from the top means an empty conversation).
+		top := q.Anchor
+		if len(hot) > 0 {
+			top = hot[0].Seq
 		}
-		hot, _, err := r.hot.History(ctx, q)
-		if err != nil || len(hot) >= limit {
-			// A full page: the archive has at least lowest..boundary
-			// beyond it.
-			return hot, err == nil, err
+		if top <= lowest {
+			return hot, false, nil
 		}
-		archived.Anchor, archived.Limit = boundary+1, limit-len(hot)
-		old, more, err := r.archive.History(ctx, archived, boundary)
+		if len(hot) >= limit {
+			// Contiguous seqs: lowest..top-1 exist, in one store or the
+			// other.
+			return hot, true, nil
+		}
+		archived.Anchor, archived.Limit = top, limit-len(hot)
+		old, oldMore, err := r.archive.History(ctx, archived, top-1)
 		if err != nil {
 			return nil, false, err
 		}
-		return append(old, hot...), more, nil
+		return append(old, hot...), oldMore, nil
 	case storage.After:
-		if q.Anchor >= boundary {
-			return r.hot.History(ctx, q)
+		// The store's page starts above the boundary; a gap between the
+		// anchor and its first seq is archived. With no page, nothing lies
+		// beyond the anchor (the newest message is never trimmed).
+		from := max(q.Anchor+1, lowest)
+		if len(hot) == 0 || hot[0].Seq <= from {
+			return hot, more, nil
 		}
-		old, _, err := r.archive.History(ctx, archived, boundary)
-		if err != nil || len(old) >= limit {
-			// A full page: the store has at least the conversation's
-			// newest message beyond it (a trim never passes it).
-			return old, err == nil, err
-		}
-		rest := q
-		rest.Anchor, rest.Limit = boundary, limit-len(old)
-		hot, more, err := r.hot.History(ctx, rest)
+		archived.Anchor, archived.Limit = from-1, limit
+		old, _, err := r.archive.History(ctx, archived, hot[0].Seq-1)
 		if err != nil {
 			return nil, false, err
+		}
+		if len(old) >= limit {
+			// The store's page, at least, lies beyond.
+			return old[:limit], true, nil
+		}
+		rest := limit - len(old)
+		if len(hot) > rest {
+			hot, more = hot[:rest], true
 		}
 		return append(old, hot...), more, nil
 	default:
-		return r.hot.History(ctx, q)
+		return hot, more, nil
 	}
 }
 
