@@ -2,7 +2,19 @@ package storage
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
+)
+
+// The archive's refusals, the same from every backend.
+var (
+	// ErrArchiveNotEnabled: TrimArchived before EnableArchive; nothing
+	// proves the archive holds any message.
+	ErrArchiveNotEnabled = errors.New("the archive outbox was never enabled, so nothing proves the archive holds these messages")
+	// ErrHistoryArchived: DisableArchive once the window has moved
+	// history into the archive. It wraps ErrConflict.
+	ErrHistoryArchived = fmt.Errorf("%w: some history is held only by the archive (hot_window trimmed it); the archive cannot be switched off", ErrConflict)
 )
 
 // MessageKey names one message: its conversation and seq.
@@ -61,7 +73,8 @@ type ArchiveOutbox interface {
 	BackfillOutbox(ctx context.Context, limit int) (enqueued int, done bool, err error)
 	// DisableArchive turns the outbox off and empties it, idempotently,
 	// for a deployment that stops archiving (nothing would drain the
-	// outbox otherwise). It refuses with ErrConflict, changing nothing,
+	// outbox otherwise). It refuses with ErrHistoryArchived (an
+	// ErrConflict), changing nothing,
 	// once any conversation's history has moved to the archive (HotWindow):
 	// the store alone no longer holds it. A later EnableArchive starts
 	// over, backfill included.
@@ -120,8 +133,8 @@ type HotWindow interface {
 	// media that is not recalled keeps its row: it is what lets members
 	// read that media (MediaStore.CanReadMedia) and keeps the upload from
 	// being swept. Fails, changing nothing, when the archive was never
-	// enabled (EnableArchive): nothing would prove the archive has them.
-	// Moves nothing (0, nil) until the backfill is done: a message it has
+	// enabled (EnableArchive), with ErrArchiveNotEnabled: nothing would
+	// prove the archive has them. Moves nothing (0, nil) until the backfill is done: a message it has
 	// not reached has no outbox entry yet.
 	TrimArchived(ctx context.Context, cutoff time.Time, limit int) (int, error)
 	// ArchivedSeq returns conversationID's boundary: the highest seq

@@ -40,7 +40,7 @@ func (s *Store) DisableArchive(ctx context.Context) error {
 			return err
 		}
 		if trimmed {
-			return errHistoryArchived
+			return storage.ErrHistoryArchived
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE archive_state SET enabled = 0, backfill_done = 1 WHERE id = 1`); err != nil {
 			return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/parley-im/parley/storage"
@@ -12,12 +11,6 @@ import (
 
 var _ storage.HotWindow = (*Store)(nil)
 
-var (
-	// errArchiveNotEnabled refuses a trim before EnableArchive.
-	errArchiveNotEnabled = errors.New("the archive outbox was never enabled, so nothing proves the archive holds these messages")
-	// errHistoryArchived refuses to switch the archive off.
-	errHistoryArchived = fmt.Errorf("%w: some history is held only by the archive (hot_window trimmed it); the archive cannot be switched off", storage.ErrConflict)
-)
 
 const (
 	// trimCandidatesQuery finds up to ? conversations whose first message
@@ -61,7 +54,7 @@ func (s *Store) TrimArchived(ctx context.Context, cutoff time.Time, limit int) (
 		return 0, s.fail(ctx, op, err)
 	}
 	if !enabled {
-		return 0, s.fail(ctx, op, errArchiveNotEnabled)
+		return 0, s.fail(ctx, op, storage.ErrArchiveNotEnabled)
 	}
 	if !backfilled {
 		return 0, nil

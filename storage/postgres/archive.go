@@ -62,7 +62,7 @@ func (s *Store) DisableArchive(ctx context.Context) error {
 			return err
 		}
 		if trimmed {
-			return errHistoryArchived
+			return storage.ErrHistoryArchived
 		}
 		if _, err := tx.Exec(ctx, `UPDATE archive_state SET enabled = false, backfill_done = true`); err != nil {
 			return err

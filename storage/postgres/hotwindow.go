@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,12 +12,6 @@ import (
 
 var _ storage.HotWindow = (*Store)(nil)
 
-var (
-	// errArchiveNotEnabled refuses a trim before EnableArchive.
-	errArchiveNotEnabled = errors.New("the archive outbox was never enabled, so nothing proves the archive holds these messages")
-	// errHistoryArchived refuses to switch the archive off.
-	errHistoryArchived = fmt.Errorf("%w: some history is held only by the archive (hot_window trimmed it); the archive cannot be switched off", storage.ErrConflict)
-)
 
 const (
 	// trimCandidatesQuery finds up to $2 conversations whose first message
@@ -59,7 +52,7 @@ func (s *Store) TrimArchived(ctx context.Context, cutoff time.Time, limit int) (
 		return 0, s.fail(ctx, op, err)
 	}
 	if !enabled {
-		return 0, s.fail(ctx, op, errArchiveNotEnabled)
+		return 0, s.fail(ctx, op, storage.ErrArchiveNotEnabled)
 	}
 	if !backfilled {
 		return 0, nil

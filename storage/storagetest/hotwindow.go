@@ -164,7 +164,7 @@ func testTrimRefusedBeforeEnable(t *testing.T, s ArchiveStore) {
 	c := f.direct(a, f.user())
 	f.send(c, a, 3)
 	_, err := s.TrimArchived(t.Context(), at(100), 10)
-	require.Error(t, err)
+	require.ErrorIs(t, err, storage.ErrArchiveNotEnabled)
 	require.Equal(t, span(1, 3), f.history(c, 0))
 }
 
@@ -300,13 +300,14 @@ func testDisableArchive(t *testing.T, s ArchiveStore) {
 	require.NoError(t, err)
 	require.Empty(t, es, "emptied, and nothing enqueued while off")
 	_, err = s.TrimArchived(ctx, at(1000), 100)
-	require.Error(t, err, "no trims while off")
+	require.ErrorIs(t, err, storage.ErrArchiveNotEnabled, "no trims while off")
 
 	enableArchive(t, s)
 	require.Equal(t, span(1, 5), seqsOfKeys(keysOf(drain(t, s, 100))), "the backfill starts over")
 	require.Equal(t, 4, trim(t, s, at(1000), 100))
 	err = s.DisableArchive(ctx)
 	require.ErrorIs(t, err, storage.ErrConflict)
+	require.ErrorIs(t, err, storage.ErrHistoryArchived)
 	f.send(c, a, 1)
 	es, err = s.ReadOutbox(ctx, 100)
 	require.NoError(t, err)
