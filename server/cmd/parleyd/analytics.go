@@ -253,74 +253,59 @@ func (l *lazyClickHouse) get() (*clickhouse.DB, error) {
 	return nil, errNotConnected
 }
 
-func (l *lazyClickHouse) OpenConnections(ctx context.Context, node string, before time.Time) (int64, error) {
+// withDB runs f on the DB once it is open; until then it fails as
+// unavailable.
+func withDB[T any](l *lazyClickHouse, f func(*clickhouse.DB) (T, error)) (T, error) {
 	db, err := l.get()
 	if err != nil {
-		return 0, err
+		var zero T
+		return zero, err
 	}
-	return db.OpenConnections(ctx, node, before)
+	return f(db)
+}
+
+// do is withDB for the calls that return only an error.
+func (l *lazyClickHouse) do(f func(*clickhouse.DB) error) error {
+	_, err := withDB(l, func(db *clickhouse.DB) (struct{}, error) { return struct{}{}, f(db) })
+	return err
+}
+
+func (l *lazyClickHouse) OpenConnections(ctx context.Context, node string, before time.Time) (int64, error) {
+	return withDB(l, func(db *clickhouse.DB) (int64, error) { return db.OpenConnections(ctx, node, before) })
 }
 
 func (l *lazyClickHouse) PruneEvents(ctx context.Context, cutoff time.Time) error {
-	db, err := l.get()
-	if err != nil {
-		return err
-	}
-	return db.PruneEvents(ctx, cutoff)
+	return l.do(func(db *clickhouse.DB) error { return db.PruneEvents(ctx, cutoff) })
 }
 
 func (l *lazyClickHouse) WriteEvents(ctx context.Context, events []analytics.Event) error {
-	db, err := l.get()
-	if err != nil {
-		return err
-	}
-	return db.WriteEvents(ctx, events)
+	return l.do(func(db *clickhouse.DB) error { return db.WriteEvents(ctx, events) })
 }
 
 func (l *lazyClickHouse) MessageVolume(ctx context.Context, from, to time.Time, b analytics.Bucket) ([]analytics.Count, error) {
-	db, err := l.get()
-	if err != nil {
-		return nil, err
-	}
-	return db.MessageVolume(ctx, from, to, b)
+	return withDB(l, func(db *clickhouse.DB) ([]analytics.Count, error) { return db.MessageVolume(ctx, from, to, b) })
 }
 
 func (l *lazyClickHouse) DailyActiveUsers(ctx context.Context, from, to time.Time) ([]analytics.ActiveUsers, error) {
-	db, err := l.get()
-	if err != nil {
-		return nil, err
-	}
-	return db.DailyActiveUsers(ctx, from, to)
+	return withDB(l, func(db *clickhouse.DB) ([]analytics.ActiveUsers, error) { return db.DailyActiveUsers(ctx, from, to) })
 }
 
 func (l *lazyClickHouse) MonthlyActiveUsers(ctx context.Context, from, to time.Time) ([]analytics.ActiveUsers, error) {
-	db, err := l.get()
-	if err != nil {
-		return nil, err
-	}
-	return db.MonthlyActiveUsers(ctx, from, to)
+	return withDB(l, func(db *clickhouse.DB) ([]analytics.ActiveUsers, error) { return db.MonthlyActiveUsers(ctx, from, to) })
 }
 
 func (l *lazyClickHouse) Latency(ctx context.Context, from, to time.Time) ([]analytics.LatencyPercentiles, error) {
-	db, err := l.get()
-	if err != nil {
-		return nil, err
-	}
-	return db.Latency(ctx, from, to)
+	return withDB(l, func(db *clickhouse.DB) ([]analytics.LatencyPercentiles, error) { return db.Latency(ctx, from, to) })
 }
 
 func (l *lazyClickHouse) BusiestConversations(ctx context.Context, from, to time.Time, n int) ([]analytics.ConversationVolume, error) {
-	db, err := l.get()
-	if err != nil {
-		return nil, err
-	}
-	return db.BusiestConversations(ctx, from, to, n)
+	return withDB(l, func(db *clickhouse.DB) ([]analytics.ConversationVolume, error) {
+		return db.BusiestConversations(ctx, from, to, n)
+	})
 }
 
 func (l *lazyClickHouse) ConnectionsOverTime(ctx context.Context, from, to time.Time, b analytics.Bucket) ([]analytics.Connections, error) {
-	db, err := l.get()
-	if err != nil {
-		return nil, err
-	}
-	return db.ConnectionsOverTime(ctx, from, to, b)
+	return withDB(l, func(db *clickhouse.DB) ([]analytics.Connections, error) {
+		return db.ConnectionsOverTime(ctx, from, to, b)
+	})
 }

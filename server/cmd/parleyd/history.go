@@ -18,19 +18,11 @@ var (
 )
 
 func (l *lazyClickHouse) ArchiveMessages(ctx context.Context, msgs []storage.ArchiveRecord) error {
-	db, err := l.get()
-	if err != nil {
-		return err
-	}
-	return db.ArchiveMessages(ctx, msgs)
+	return l.do(func(db *clickhouse.DB) error { return db.ArchiveMessages(ctx, msgs) })
 }
 
 func (l *lazyClickHouse) EraseRecalled(ctx context.Context) error {
-	db, err := l.get()
-	if err != nil {
-		return err
-	}
-	return db.EraseRecalled(ctx)
+	return l.do(func(db *clickhouse.DB) error { return db.EraseRecalled(ctx) })
 }
 
 func (l *lazyClickHouse) History(ctx context.Context, q storage.HistoryQuery, maxSeq uint64) ([]storage.Message, bool, error) {
